@@ -1,0 +1,64 @@
+import { ShoalError } from '@shoal/torrent';
+import { INSPECT_USAGE, inspect } from './commands/inspect';
+import { PACK_USAGE, pack } from './commands/pack';
+import { VERIFY_USAGE, verify } from './commands/verify';
+import { EXIT_OK, EXIT_USAGE } from './errors';
+import type { Output } from './io';
+import { VERSION } from './version';
+
+interface Command {
+  usage: string;
+  run(argv: string[], out: Output): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  pack: { usage: PACK_USAGE, run: pack },
+  inspect: { usage: INSPECT_USAGE, run: inspect },
+  verify: { usage: VERIFY_USAGE, run: verify },
+};
+
+const USAGE = `usage: shoal <command> [options]
+
+commands:
+  pack <path> -o <pkg.torrent>     hash a file or folder into a BitTorrent v2 package
+  inspect <pkg.torrent>            show a package's name, info-hash, size and files
+  verify <pkg.torrent> <path>      check data on disk against a package
+
+Run "shoal <command> --help" for a command's options.
+Exit codes: 0 ok, 1 verification failed, 2 usage or bad input.`;
+
+/** Runs one command line; returns the exit code. Never throws for user errors. */
+export async function run(argv: string[], out: Output): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    out.stdout.write(`${USAGE}\n`);
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (name === '--version') {
+    out.stdout.write(`shoal ${VERSION}\n`);
+    return EXIT_OK;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!command) {
+    out.stderr.write(`shoal: unknown command "${name}"\n${USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out.stdout.write(`${command.usage}\n`);
+    return EXIT_OK;
+  }
+  try {
+    return await command.run(rest, out);
+  } catch (err) {
+    out.stderr.write(`shoal ${name}: ${describeError(err)}\n`);
+    return EXIT_USAGE;
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof ShoalError) return err.message;
+  // node:util parseArgs reports unknown or malformed options with these codes.
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) return (err as Error).message;
+  return `internal error: ${(err as Error).stack ?? String(err)}`;
+}

@@ -1,0 +1,5 @@
+module.exports = {
+  displayName: 'torrent',
+  preset: '../../jest.preset.js',
+  rootDir: '.',
+};
