@@ -110,6 +110,10 @@ class StrictDecoder {
       const c = this.peek();
       if (c === terminator) break;
       if (c < CH_0 || c > CH_9) throw this.unexpected();
+      // Checked digit by digit, so a long run of zeros is a leading zero, not a range error.
+      if (this.pos > first && this.buf[first] === CH_0) {
+        throw new BencodeError('BENCODE_LEADING_ZERO', 'number with a leading zero', start);
+      }
       if (this.pos - first >= MAX_SAFE_DIGITS) {
         throw new BencodeError('BENCODE_INTEGER_RANGE', 'integer does not fit in 53 bits', start);
       }
@@ -118,9 +122,6 @@ class StrictDecoder {
     }
     const count = this.pos - first;
     if (count === 0) throw this.unexpected();
-    if (count > 1 && this.buf[first] === CH_0) {
-      throw new BencodeError('BENCODE_LEADING_ZERO', 'number with a leading zero', start);
-    }
     if (negative && value === 0) throw new BencodeError('BENCODE_NEGATIVE_ZERO', 'negative zero', start);
     if (!Number.isSafeInteger(value)) {
       throw new BencodeError('BENCODE_INTEGER_RANGE', 'integer does not fit in 53 bits', start);

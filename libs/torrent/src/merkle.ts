@@ -294,11 +294,13 @@ export class FileHashTree {
     }
     if (req.baseLayer > this.height) bad(`base layer above the root (height ${this.height})`);
     const layerWidth = 2 ** (this.height - req.baseLayer);
-    if (!isPowerOfTwo(req.length) || (req.length < 2 && layerWidth > 1)) bad('length must be a power of two >= 2');
+    if (!isPowerOfTwo(req.length) || req.length < 2) bad('length must be a power of two >= 2');
     if (req.length > MAX_HASH_REQUEST_LENGTH) bad(`length above ${MAX_HASH_REQUEST_LENGTH}`);
     if (req.index % req.length !== 0) bad('index is not a multiple of length');
     if (req.index + req.length > layerWidth) bad('range runs past the end of the layer');
-    if (req.baseLayer + req.proofLayers > this.height) bad('proof layers reach above the root');
+    // The last proof layer adds the sibling of the node at level baseLayer + proofLayers: the root
+    // has none (libtorrent: proof_layers < num_layers - base).
+    if (req.baseLayer + req.proofLayers >= this.height) bad('proof layers reach the root or above');
   }
 
   /**

@@ -6,11 +6,15 @@ import { MAX_PATH_DEPTH, SiblingNames, checkComponent, decodeComponent } from '.
 /** Largest piece length we accept: far above any sane choice, low enough to bound a piece buffer. */
 export const MAX_PIECE_LENGTH = 256 * 1024 * 1024;
 
-/** Decoder limits for untrusted metainfo; piece layers of a 50 GB package at 64 KiB pieces fit. */
+/**
+ * Decoder limits for untrusted metainfo; piece layers of a 50 GB package at 64 KiB pieces fit.
+ * A path of MAX_PATH_DEPTH components nests MAX_PATH_DEPTH + 4 deep (top, info, file tree, the
+ * file entry); one level more lets the file-tree walker report a too-deep path as an unsafe path.
+ */
 export const DEFAULT_METAINFO_LIMITS: DecodeLimits = {
   maxInputLength: 64 * 1024 * 1024,
   maxStringLength: 64 * 1024 * 1024,
-  maxDepth: MAX_PATH_DEPTH + 4,
+  maxDepth: MAX_PATH_DEPTH + 5,
 };
 
 export interface PackageFile {
@@ -313,6 +317,9 @@ export function buildMetainfo(options: BuildMetainfoOptions): { bytes: Buffer; m
   const fileTree = new Map<string, unknown>();
   const pieceLayers = new Map<string, Buffer>();
   for (const file of options.files) {
+    if (file.path.length === 0 || file.path.length > MAX_PATH_DEPTH) {
+      throw new MetainfoError('METAINFO_UNSAFE_PATH', `a path needs 1 to ${MAX_PATH_DEPTH} components`, file.path.join('/'));
+    }
     let dir = fileTree;
     file.path.forEach((component, depth) => {
       checkComponent(component, file.path.join('/'));

@@ -39,7 +39,16 @@ export function checkComponent(text: string, where: string): void {
  * normalisation (macOS stores NFD, Linux keeps bytes) and case folding (Windows, macOS).
  */
 export function collisionKey(name: string): string {
-  return name.normalize('NFKC').toUpperCase().toLowerCase();
+  // Fold until stable: case mapping can leave a string denormalised (U+1FD2 upper-cases to code
+  // points NFKC recomposes differently), and one fold is not idempotent (U+1E9E folds to U+00DF,
+  // which folds to "ss"). Two passes reach the fixpoint; the bound keeps any input from looping.
+  let key = name;
+  for (let pass = 0; pass < 4; pass++) {
+    const next = key.normalize('NFKC').toUpperCase().toLowerCase().normalize('NFKC');
+    if (next === key) break;
+    key = next;
+  }
+  return key;
 }
 
 /** Tracks the names seen in one directory and rejects a second name that folds to the same key. */
