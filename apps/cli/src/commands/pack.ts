@@ -6,7 +6,7 @@ import { type Output, readCaCertificate, writeFileAtomic } from '../io';
 import { ProgressBar } from '../progress';
 import { VERSION } from '../version';
 
-export const PACK_USAGE = `usage: shoal pack <path> -o <pkg.torrent> [--piece-length N] [--webseed URL]... [--ca ca.pem] [--json]
+export const PACK_USAGE = `usage: shoal pack <path> -o <pkg.torrent> [--piece-length N] [--webseed URL]... [--ca ca.pem] [--threads N] [--json]
 
 Hashes a file or a folder into a BitTorrent v2 package.
   -o, --output FILE      where to write the package (required)
@@ -14,6 +14,8 @@ Hashes a file or a folder into a BitTorrent v2 package.
                          default: about 2,000 pieces, between 16 KiB and 16 MiB
   --webseed URL          HTTP(S) origin serving the same files (BEP 19); repeatable
   --ca FILE              fleet CA certificate (PEM) the package is bound to (info.ssl-cert)
+  --threads N            worker threads hashing blocks (0: hash on the main thread);
+                         default: one per core, at most 4
   --json                 print the result as JSON`;
 
 export async function pack(argv: string[], out: Output): Promise<number> {
@@ -25,6 +27,7 @@ export async function pack(argv: string[], out: Output): Promise<number> {
       'piece-length': { type: 'string' },
       webseed: { type: 'string', multiple: true },
       ca: { type: 'string' },
+      threads: { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -35,11 +38,19 @@ export async function pack(argv: string[], out: Output): Promise<number> {
     pieceLength = parseSize(values['piece-length']);
     if (pieceLength === undefined) throw new UsageError(`--piece-length: "${values['piece-length']}" is not a size`);
   }
+  let hashThreads: number | undefined;
+  if (values.threads !== undefined) {
+    hashThreads = Number(values.threads);
+    if (!Number.isSafeInteger(hashThreads) || hashThreads < 0 || hashThreads > 64) {
+      throw new UsageError(`--threads: "${values.threads}" is not a thread count between 0 and 64`);
+    }
+  }
   const sslCert = values.ca === undefined ? undefined : await readCaCertificate(values.ca);
   const bar = new ProgressBar('pack');
   const { bytes, metainfo } = await createPackage(positionals[0] as string, {
     ...(pieceLength !== undefined ? { pieceLength } : {}),
     ...(sslCert !== undefined ? { sslCert } : {}),
+    ...(hashThreads !== undefined ? { hashThreads } : {}),
     urlList: values.webseed ?? [],
     createdBy: `shoal/${VERSION}`,
     onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, p.file),

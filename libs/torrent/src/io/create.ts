@@ -1,10 +1,12 @@
 import type { Stats } from 'node:fs';
 import { type FileHandle, lstat, open, opendir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { PackError, ShoalError } from '../errors';
-import { FileMerkleHasher } from '../merkle';
+import { BLOCK_SIZE, FileMerkleHasher, blockHashes } from '../merkle';
 import { type Metainfo, type PackageFileInput, buildMetainfo, defaultPieceLength } from '../metainfo';
 import { checkComponent } from '../paths';
+import { BlockHashPool, sharedBuffer } from './hash-pool';
 
 export interface PackProgress {
   bytesDone: number;
@@ -22,8 +24,10 @@ export interface CreatePackageOptions {
   createdBy?: string;
   creationDate?: number;
   onProgress?: (progress: PackProgress) => void;
-  /** Bytes read per call; two such buffers are the hasher's whole data footprint. */
+  /** Bytes read per call, a multiple of 16 KiB; max(2, 2 x threads) such buffers are in use. */
   readChunkSize?: number;
+  /** Worker threads hashing blocks; 0 hashes on the calling thread. Default: cores, at most 4. */
+  hashThreads?: number;
 }
 
 interface SourceFile {
@@ -34,6 +38,12 @@ interface SourceFile {
 }
 
 const DEFAULT_READ_CHUNK = 4 * 1024 * 1024;
+/** Below this, starting workers costs more than it saves. */
+const MIN_BYTES_FOR_THREADS = 16 * 1024 * 1024;
+
+function defaultHashThreads(): number {
+  return Math.min(availableParallelism(), 4);
+}
 
 /**
  * Hashes a file or a folder into v2-only metainfo, streaming: memory stays at two read buffers
@@ -64,25 +74,33 @@ export async function createPackage(
   const bytesTotal = sources.reduce((sum, s) => sum + s.length, 0);
   const pieceLength = options.pieceLength ?? defaultPieceLength(bytesTotal);
   const chunkSize = options.readChunkSize ?? DEFAULT_READ_CHUNK;
-  const buffers = [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)] as const;
+  if (chunkSize < BLOCK_SIZE || chunkSize % BLOCK_SIZE !== 0) {
+    throw new PackError('PACK_BAD_OPTION', `read chunk size ${chunkSize} must be a positive multiple of ${BLOCK_SIZE}`);
+  }
+  const threads = bytesTotal < MIN_BYTES_FOR_THREADS ? 0 : (options.hashThreads ?? defaultHashThreads());
+  const pool = threads > 0 ? new BlockHashPool(threads) : undefined;
+  const buffers = Array.from({ length: Math.max(2, 2 * threads) }, () => sharedBuffer(chunkSize));
   let bytesDone = 0;
   const files: PackageFileInput[] = [];
-  for (const source of sources) {
-    const hasher = newHasher(pieceLength);
-    const display = source.path.join('/');
-    await readWhole(source, buffers, (chunk) => {
-      hasher.update(chunk);
-      bytesDone += chunk.length;
-      options.onProgress?.({ bytesDone, bytesTotal, file: display });
-    });
-    const digest = hasher.digest();
-    files.push({
+  try {
+    for (const source of sources) {
+      const tree = newHasher(pieceLength);
+      const display = source.path.join('/');
+      await hashFile(source, buffers, pool ?? CALLING_THREAD, tree, (n) => {
+        bytesDone += n;
+        options.onProgress?.({ bytesDone, bytesTotal, file: display });
+      });
+      const digest = tree.digest();
+      files.push({
       path: source.path,
-      length: digest.length,
-      ...(digest.piecesRoot ? { piecesRoot: digest.piecesRoot } : {}),
-      ...(digest.pieceLayer ? { pieceLayer: digest.pieceLayer } : {}),
-      executable: source.executable,
-    });
+        length: digest.length,
+        ...(digest.piecesRoot ? { piecesRoot: digest.piecesRoot } : {}),
+        ...(digest.pieceLayer ? { pieceLayer: digest.pieceLayer } : {}),
+        executable: source.executable,
+      });
+    }
+  } finally {
+    await pool?.close();
   }
   return buildMetainfo({
     name,
@@ -147,14 +165,29 @@ export function ioError(err: unknown, path: string): PackError {
   return new PackError('PACK_IO', (err as Error).message, path, { cause: err });
 }
 
+/** Turns chunks of a file into leaf hashes; may work off the calling thread. */
+interface BlockHasher {
+  hashBlocks(chunk: Buffer): Promise<Buffer>;
+}
+
 /**
- * Reads a file front to back with two alternating buffers: the next read is in flight on the
- * thread pool while the current chunk is hashed here.
+ * Hashes on the calling thread, one macrotask later: by then the next read is already in flight
+ * on libuv's thread pool, so reading and hashing still overlap.
  */
-async function readWhole(
+const CALLING_THREAD: BlockHasher = {
+  hashBlocks: (chunk) => new Promise((resolve) => setImmediate(() => resolve(blockHashes(chunk)))),
+};
+
+/**
+ * Streams one file through `hasher`: chunks are read ahead into `buffers` while earlier ones are
+ * hashed, and leaf hashes are folded into the merkle tree in file order.
+ */
+async function hashFile(
   source: SourceFile,
-  buffers: readonly [Buffer, Buffer],
-  onChunk: (chunk: Buffer) => void,
+  buffers: readonly Buffer[],
+  hasher: BlockHasher,
+  tree: FileMerkleHasher,
+  onBytes: (n: number) => void,
 ): Promise<void> {
   let handle: FileHandle;
   try {
@@ -162,29 +195,41 @@ async function readWhole(
   } catch (err) {
     throw ioError(err, source.absolute);
   }
+  const inFlight: { hashes: Promise<Buffer>; length: number; buffer: Buffer }[] = [];
   try {
-    const chunkSize = buffers[0].length;
-    const readAt = (which: number, position: number) =>
-      handle.read(buffers[which] as Buffer, 0, Math.min(chunkSize, source.length - position), position);
+    const free = [...buffers];
     let position = 0;
-    let which = 0;
-    let pending = source.length > 0 ? readAt(which, 0) : undefined;
-    while (pending) {
-      const { bytesRead, buffer } = await pending;
-      if (bytesRead === 0) throw new PackError('PACK_FILE_CHANGED', 'file shrank while being hashed', source.absolute);
-      position += bytesRead;
-      which ^= 1;
-      pending = position < source.length ? readAt(which, position) : undefined;
-      onChunk(buffer.subarray(0, bytesRead));
+    while (position < source.length || inFlight.length > 0) {
+      while (position < source.length && free.length > 0) {
+        const buffer = free.shift() as Buffer;
+        const length = Math.min(buffer.length, source.length - position);
+        await readFully(handle, buffer, length, position, source.absolute);
+        inFlight.push({ hashes: hasher.hashBlocks(buffer.subarray(0, length)), length, buffer });
+        position += length;
+      }
+      const job = inFlight.shift() as (typeof inFlight)[number];
+      tree.updateHashed(await job.hashes, job.length);
+      free.push(job.buffer);
+      onBytes(job.length);
     }
     const after = await handle.stat();
     if (after.size !== source.length) {
       throw new PackError('PACK_FILE_CHANGED', 'file changed size while being hashed', source.absolute);
     }
   } catch (err) {
+    // Let every hashing job settle before the buffers are released or reused.
+    await Promise.allSettled(inFlight.map((job) => job.hashes));
     if (err instanceof ShoalError) throw err;
     throw ioError(err, source.absolute);
   } finally {
     await handle.close();
+  }
+}
+
+async function readFully(handle: FileHandle, buffer: Buffer, length: number, position: number, path: string): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) throw new PackError('PACK_FILE_CHANGED', 'file shrank while being hashed', path);
+    done += bytesRead;
   }
 }
