@@ -1,0 +1,5 @@
+module.exports = {
+  displayName: 'trust',
+  preset: '../../jest.preset.js',
+  rootDir: '.',
+};
