@@ -1,0 +1,148 @@
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+
+/**
+ * The controller <-> agent gRPC API. The .proto files in ../proto are the contract; these types
+ * mirror them as @grpc/proto-loader presents them (camelCase fields, 64-bit integers as
+ * numbers, bytes as Buffers, enums as strings, defaults filled in).
+ */
+export const PROTO_DIR = join(__dirname, '..', 'proto');
+const PROTO_FILES = ['shoal/v1/enrollment.proto', 'shoal/v1/tracker.proto'];
+
+interface ServiceClientConstructor {
+  new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions): grpc.Client;
+  service: grpc.ServiceDefinition;
+}
+
+interface ShoalV1 {
+  Enrollment: ServiceClientConstructor;
+  Identity: ServiceClientConstructor;
+  Tracker: ServiceClientConstructor;
+}
+
+let loaded: ShoalV1 | undefined;
+
+/** The shoal.v1 package: service definitions for servers, client constructors for callers. */
+export function shoalV1(): ShoalV1 {
+  if (!loaded) {
+    const definition = loadSync(PROTO_FILES, {
+      includeDirs: [PROTO_DIR],
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      bytes: Buffer,
+      defaults: true,
+      arrays: true,
+      objects: true,
+      oneofs: true,
+    });
+    const root = grpc.loadPackageDefinition(definition) as unknown as { shoal: { v1: ShoalV1 } };
+    loaded = root.shoal.v1;
+  }
+  return loaded;
+}
+
+export interface Endpoints {
+  grpc: string;
+  rest: string;
+  tufMetadata: string;
+  tufTargets: string;
+}
+
+export interface SignedRevocationListMessage {
+  payload: string;
+  signature: string;
+}
+
+export interface EnrollRequest {
+  bootstrapToken: string;
+  csrPem: string;
+  hostname: string;
+  softwareVersion: string;
+}
+
+export interface EnrollResponse {
+  agentId: string;
+  certificatePem: string;
+  caPem: string;
+  tufRoot: Buffer;
+  endpoints: Endpoints;
+  labels: Record<string, string>;
+  revocations: SignedRevocationListMessage;
+}
+
+export interface RenewRequest {
+  csrPem: string;
+}
+
+export interface RenewResponse {
+  certificatePem: string;
+}
+
+export interface GetRevocationsRequest {
+  newerThan: number;
+}
+
+export type AnnounceEvent =
+  | 'ANNOUNCE_EVENT_NONE'
+  | 'ANNOUNCE_EVENT_STARTED'
+  | 'ANNOUNCE_EVENT_COMPLETED'
+  | 'ANNOUNCE_EVENT_STOPPED';
+
+export interface AnnounceRequest {
+  infoHash: Buffer;
+  port: number;
+  addresses: string[];
+  left: number;
+  uploaded: number;
+  downloaded: number;
+  event: AnnounceEvent;
+  numwant: number;
+}
+
+export interface PeerMessage {
+  agentId: string;
+  addresses: string[];
+  port: number;
+  region: string;
+  zone: string;
+  site: string;
+  seed: boolean;
+}
+
+export interface AnnounceResponse {
+  intervalSeconds: number;
+  peers: PeerMessage[];
+  seeders: number;
+  leechers: number;
+}
+
+export interface ScrapeRequest {
+  infoHashes: Buffer[];
+}
+
+export interface ScrapeResponse {
+  swarms: { infoHash: Buffer; seeders: number; leechers: number }[];
+}
+
+/** Promise wrapper for a unary call on a proto-loader client. */
+export function unary<Req, Res>(
+  client: grpc.Client,
+  method: string,
+  request: Req,
+  options: { deadlineMs?: number; metadata?: grpc.Metadata } = {},
+): Promise<Res> {
+  const fn = (client as unknown as Record<string, unknown>)[method];
+  if (typeof fn !== 'function') return Promise.reject(new TypeError(`no method ${method} on this client`));
+  const deadline = new Date(Date.now() + (options.deadlineMs ?? 10_000));
+  return new Promise<Res>((resolve, reject) => {
+    (fn as (...args: unknown[]) => void).call(
+      client,
+      request,
+      options.metadata ?? new grpc.Metadata(),
+      { deadline },
+      (err: grpc.ServiceError | null, response: Res) => (err ? reject(err) : resolve(response)),
+    );
+  });
+}
