@@ -2,6 +2,8 @@ import { ShoalError } from '@shoal/torrent';
 import { INSPECT_USAGE, inspect } from './commands/inspect';
 import { PACK_USAGE, pack } from './commands/pack';
 import { VERIFY_USAGE, verify } from './commands/verify';
+import { AGENTS_USAGE, PUBLISH_USAGE, RELEASES_USAGE, TOKEN_USAGE, agents, publish, releases, token } from './commands/fleet';
+import { CONTROLLER_USAGE, controllerCommand } from '@shoal/controller';
 import { EXIT_OK, EXIT_USAGE } from './errors';
 import type { Output } from './io';
 import { VERSION } from './version';
@@ -15,6 +17,11 @@ const COMMANDS: Record<string, Command> = {
   pack: { usage: PACK_USAGE, run: pack },
   inspect: { usage: INSPECT_USAGE, run: inspect },
   verify: { usage: VERIFY_USAGE, run: verify },
+  controller: { usage: CONTROLLER_USAGE, run: controllerCommand },
+  token: { usage: TOKEN_USAGE, run: token },
+  agents: { usage: AGENTS_USAGE, run: agents },
+  releases: { usage: RELEASES_USAGE, run: releases },
+  publish: { usage: PUBLISH_USAGE, run: publish },
 };
 
 const USAGE = `usage: shoal <command> [options]
@@ -23,6 +30,11 @@ commands:
   pack <path> -o <pkg.torrent>     hash a file or folder into a BitTorrent v2 package
   inspect <pkg.torrent>            show a package's name, info-hash, size and files
   verify <pkg.torrent> <path>      check data on disk against a package
+  controller init|start            create a fleet's controller data folder; run the controller
+  token create                     create a bootstrap token agents enroll with
+  agents                           list the fleet's agents
+  releases                         list published releases
+  publish <pkg.torrent>            publish a package as a signed release NAME@VERSION
 
 Run "shoal <command> --help" for a command's options.
 Exit codes: 0 ok, 1 verification failed, 2 usage or bad input.`;

@@ -1,0 +1,51 @@
+import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import type { Response } from 'express';
+import { ShoalError } from '@shoal/torrent';
+
+/** Which HTTP status a ShoalError code maps to, by the code's meaning. */
+export function statusOf(code: string): number {
+  if (/NOT_FOUND|UNKNOWN_RELEASE|UNKNOWN_AGENT/.test(code)) return HttpStatus.NOT_FOUND;
+  if (/EXISTS|NOT_NEWER|CONFLICT/.test(code)) return HttpStatus.CONFLICT;
+  if (/TOO_LARGE/.test(code)) return HttpStatus.PAYLOAD_TOO_LARGE;
+  return HttpStatus.BAD_REQUEST;
+}
+
+/**
+ * One error shape for every route: `{ statusCode, error, message }`. Typed errors from the libs
+ * are the caller's fault (4xx) by construction; anything else is ours (500, logged).
+ */
+@Catch()
+export class ErrorsFilter implements ExceptionFilter {
+  private readonly logger = new Logger('http');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const response = host.switchToHttp().getResponse<Response>();
+    let status: number;
+    let error: string;
+    let message: string | string[];
+    if (exception instanceof HttpException) {
+      status = exception.getStatus();
+      const body = exception.getResponse();
+      message = typeof body === 'string' ? body : ((body as { message?: string | string[] }).message ?? exception.message);
+      error = HttpStatus[status] ?? 'ERROR';
+    } else if (exception instanceof ShoalError) {
+      status = statusOf(exception.code);
+      error = exception.code;
+      message = exception.message;
+    } else if (isBodyParserError(exception)) {
+      status = exception.status;
+      error = exception.type === 'entity.too.large' ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
+      message = exception.message;
+    } else {
+      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+      status = HttpStatus.INTERNAL_SERVER_ERROR;
+      error = 'INTERNAL';
+      message = 'internal error';
+    }
+    response.status(status).json({ statusCode: status, error, message });
+  }
+}
+
+function isBodyParserError(e: unknown): e is { status: number; type: string; message: string } {
+  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && typeof (e as { type?: unknown }).type === 'string';
+}

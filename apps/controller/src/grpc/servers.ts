@@ -1,0 +1,122 @@
+import * as grpc from '@grpc/grpc-js';
+import type { PeerIdentity } from '@shoal/pki';
+import {
+  type AnnounceRequest,
+  type AnnounceResponse,
+  type EnrollRequest,
+  type EnrollResponse,
+  type GetRevocationsRequest,
+  type RenewRequest,
+  type RenewResponse,
+  type ScrapeRequest,
+  type ScrapeResponse,
+  type SignedRevocationListMessage,
+  shoalV1,
+} from '@shoal/proto';
+import { ShoalError } from '@shoal/torrent';
+import type { EnrollmentService } from '../enrollment/enrollment.service';
+import type { FleetPki } from '../pki/fleet-pki';
+import type { AgentRegistry } from '../registry/agents.service';
+import type { TrackerService } from '../tracker';
+import type { HostPort } from '../config';
+import { type CallContext, type UnaryObserver, tolerantService, unaryHandler } from './calls';
+
+/** Nothing an agent sends is near this; larger messages are refused before they are decoded. */
+const MAX_MESSAGE_BYTES = 256 * 1024;
+
+export interface GrpcDependencies {
+  enrollment: EnrollmentService;
+  tracker: TrackerService;
+  pki: FleetPki;
+  registry: AgentRegistry;
+  tls: { caPem: string; certPem: string; keyPem: string };
+  observe: UnaryObserver;
+}
+
+export interface RunningGrpc {
+  /** Mutual TLS: Identity, Tracker. */
+  mtlsPort: number;
+  /** Server-authenticated TLS: Enrollment only. */
+  enrollPort: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Two listeners: enrollment over server-authenticated TLS (the agent has no certificate yet),
+ * and everything else over mutual TLS, where grpc-js refuses any client certificate the fleet
+ * CA did not sign (and expired ones) in the handshake; revocation is checked on every call.
+ */
+export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort; enroll: HostPort }): Promise<RunningGrpc> {
+  const v1 = shoalV1();
+  const options = { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES };
+  const keyCertPairs = [{ private_key: Buffer.from(deps.tls.keyPem), cert_chain: Buffer.from(deps.tls.certPem) }];
+
+  const agent = (context: CallContext): PeerIdentity & { role: 'agent'; agentId: string } => {
+    const identity = deps.pki.identify(context.peerCertificate);
+    if (identity.role !== 'agent') throw new ShoalError('AUTH_NOT_AN_AGENT', 'only agent certificates may call this');
+    return identity;
+  };
+
+  const enrollServer = new grpc.Server(options);
+  enrollServer.addService(tolerantService(v1.Enrollment.service), {
+    Enroll: unaryHandler<EnrollRequest, EnrollResponse>('Enroll', (request, context) => deps.enrollment.enroll(request, context.peerAddress), deps.observe),
+  });
+
+  const mtlsServer = new grpc.Server(options);
+  mtlsServer.addService(tolerantService(v1.Identity.service), {
+    Renew: unaryHandler<RenewRequest, RenewResponse>('Renew', async (request, context) => deps.enrollment.renew(agent(context).agentId, request), deps.observe),
+    GetRevocations: unaryHandler<GetRevocationsRequest, SignedRevocationListMessage>(
+      'GetRevocations',
+      async (_request, context) => {
+        agent(context);
+        return deps.pki.revocations;
+      },
+      deps.observe,
+    ),
+  });
+  mtlsServer.addService(tolerantService(v1.Tracker.service), {
+    Announce: unaryHandler<AnnounceRequest, AnnounceResponse>(
+      'Announce',
+      async (request, context) => {
+        const { agentId } = agent(context);
+        deps.registry.touch(agentId);
+        return deps.tracker.announce({ agentId, location: await deps.registry.location(agentId) }, request, context.peerAddress);
+      },
+      deps.observe,
+    ),
+    Scrape: unaryHandler<ScrapeRequest, ScrapeResponse>(
+      'Scrape',
+      async (request, context) => {
+        agent(context);
+        return deps.tracker.scrape(request);
+      },
+      deps.observe,
+    ),
+  });
+
+  const ca = Buffer.from(deps.tls.caPem);
+  const enrollPort = await bind(enrollServer, listen.enroll, grpc.ServerCredentials.createSsl(null, keyCertPairs, false));
+  const mtlsPort = await bind(mtlsServer, listen.mtls, grpc.ServerCredentials.createSsl(ca, keyCertPairs, true));
+  return {
+    enrollPort,
+    mtlsPort,
+    close: async () => {
+      await Promise.all([shutdown(enrollServer), shutdown(mtlsServer)]);
+    },
+  };
+}
+
+function bind(server: grpc.Server, at: HostPort, credentials: grpc.ServerCredentials): Promise<number> {
+  const host = at.host.includes(':') ? `[${at.host}]` : at.host;
+  return new Promise((resolve, reject) => server.bindAsync(`${host}:${at.port}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), 2000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

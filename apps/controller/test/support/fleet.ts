@@ -1,0 +1,142 @@
+import { readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { createCsr, generateRsaKeyPair } from '@shoal/pki';
+import { type EnrollResponse, shoalV1, unary } from '@shoal/proto';
+import { type ControllerProcess, ensureRedis, redisDatabaseUrl, runShoal, scratchDir, startControllerProcess } from '@shoal/testing';
+import { Redis } from 'ioredis';
+
+/**
+ * A controller as a real process with its own data folder and Redis database, plus the calls an
+ * agent and an admin make against it. Each suite passes its own Redis database number.
+ */
+export interface TestFleet {
+  controller: ControllerProcess;
+  dataDir: string;
+  caPem: string;
+  adminToken: string;
+  redis: Redis;
+  rest<T = unknown>(method: string, path: string, options?: { token?: string | null; json?: unknown; body?: Buffer; contentType?: string }): Promise<{ status: number; body: T }>;
+  enrollClient(): grpc.Client;
+  mtlsClient(service: 'Identity' | 'Tracker', identity: { keyPem: string; certPem: string }): grpc.Client;
+  enroll(options?: { tokenBody?: object; commonName?: string }): Promise<EnrolledAgent>;
+  stop(): Promise<void>;
+}
+
+export interface EnrolledAgent {
+  agentId: string;
+  keyPem: string;
+  publicKeyPem: string;
+  certPem: string;
+  response: EnrollResponse;
+}
+
+export async function startTestFleet(db: number, fleet = 'e2e'): Promise<TestFleet> {
+  const redisUrl = redisDatabaseUrl(db);
+  await ensureRedis();
+  const redis = new Redis(redisUrl);
+  await redis.flushdb();
+  const scratch = await scratchDir('controller');
+  const dataDir = join(scratch.path, 'data');
+  const init = runShoal(['controller', 'init', '--data-dir', dataDir, '--fleet', fleet]);
+  if (init.status !== 0) throw new Error(`controller init failed: ${init.stderr}`);
+  const controller = await startControllerProcess({ dataDir, redisUrl });
+  const caPem = await readFile(join(dataDir, 'ca', 'ca.pem'), 'utf8');
+  const adminToken = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
+  const clients: grpc.Client[] = [];
+  const v1 = shoalV1();
+
+  const rest: TestFleet['rest'] = (method, path, options = {}) =>
+    new Promise((resolve, reject) => {
+      const token = options.token === undefined ? adminToken : options.token;
+      const payload = options.body ?? (options.json === undefined ? undefined : Buffer.from(JSON.stringify(options.json)));
+      const req = httpsRequest(
+        new URL(path, controller.restUrl),
+        {
+          method,
+          ca: caPem,
+          headers: {
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+            ...(payload ? { 'content-type': options.contentType ?? 'application/json', 'content-length': payload.length } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString();
+            let body: unknown = text;
+            try {
+              body = JSON.parse(text);
+            } catch {
+              // not JSON: keep the text
+            }
+            resolve({ status: res.statusCode ?? 0, body: body as never });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+
+  const enrollClient = () => {
+    const client = new v1.Enrollment(controller.enrollAddress, grpc.credentials.createSsl(Buffer.from(caPem)));
+    clients.push(client);
+    return client;
+  };
+
+  const mtlsClient: TestFleet['mtlsClient'] = (service, identity) => {
+    const client = new v1[service](
+      controller.grpcAddress,
+      grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)),
+    );
+    clients.push(client);
+    return client;
+  };
+
+  const enroll: TestFleet['enroll'] = async (options = {}) => {
+    const created = await rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: options.tokenBody ?? {} });
+    if (created.status !== 201) throw new Error(`token create: ${created.status} ${JSON.stringify(created.body)}`);
+    const key = generateRsaKeyPair(2048);
+    const csrPem = createCsr({ keyPem: key.keyPem, publicKeyPem: key.publicKeyPem, commonName: options.commonName ?? 'agent' });
+    const response = await unary<object, EnrollResponse>(enrollClient(), 'Enroll', {
+      bootstrapToken: created.body.token,
+      csrPem,
+      hostname: 'test-host',
+      softwareVersion: '0.1.0',
+    });
+    return { agentId: response.agentId, keyPem: key.keyPem, publicKeyPem: key.publicKeyPem, certPem: response.certificatePem, response };
+  };
+
+  return {
+    controller,
+    dataDir,
+    caPem,
+    adminToken,
+    redis,
+    rest,
+    enrollClient,
+    mtlsClient,
+    enroll,
+    stop: async () => {
+      for (const client of clients) client.close();
+      await controller.stop();
+      await redis.flushdb();
+      redis.disconnect();
+      await scratch.remove();
+    },
+  };
+}
+
+/** The gRPC status code and the controller's error code of a failed call. */
+export async function grpcFailure(call: Promise<unknown>): Promise<{ code: number; details: string; shoalCode?: string }> {
+  try {
+    await call;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    const shoalCode = e.metadata?.get('shoal-error-code')[0];
+    return { code: e.code, details: e.details, ...(shoalCode ? { shoalCode: String(shoalCode) } : {}) };
+  }
+  throw new Error('the call succeeded');
+}
