@@ -32,9 +32,11 @@ export class ErrorsFilter implements ExceptionFilter {
       status = statusOf(exception.code);
       error = exception.code;
       message = exception.message;
-    } else if (isBodyParserError(exception)) {
+    } else if (isClientHttpError(exception)) {
+      // body-parser rejects requests (bad JSON, bad gzip, too large, bad charset) with
+      // http-errors style errors: a 4xx status and `expose`, no class to test for.
       status = exception.status;
-      error = exception.type === 'entity.too.large' ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
+      error = HttpStatus[status] ?? 'BAD_REQUEST';
       message = exception.message;
     } else {
       this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
@@ -42,10 +44,14 @@ export class ErrorsFilter implements ExceptionFilter {
       error = 'INTERNAL';
       message = 'internal error';
     }
-    response.status(status).json({ statusCode: status, error, message });
+    // A route may have set another Content-Type (a TUF target) before it threw.
+    response.status(status).type('application/json').json({ statusCode: status, error, message });
   }
 }
 
-function isBodyParserError(e: unknown): e is { status: number; type: string; message: string } {
-  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && typeof (e as { type?: unknown }).type === 'string';
+/** An http-errors client error: a 4xx status, and `expose` saying its message is safe to show. */
+function isClientHttpError(e: unknown): e is { status: number; message: string } {
+  if (typeof e !== 'object' || e === null) return false;
+  const { status, expose, message } = e as { status?: unknown; expose?: unknown; message?: unknown };
+  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status < 500 && expose === true && typeof message === 'string';
 }
