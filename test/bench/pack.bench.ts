@@ -451,7 +451,7 @@ function printTable(report: Report): void {
 
 // ---------------------------------------------------------------------------------------------
 
-async function main(argv: string[]): Promise<void> {
+export async function packBench(argv: string[]): Promise<void> {
   const options = readOptions(argv);
   const startedAt = new Date();
   await withScratchDir(options.dir, async (scratch) => {
@@ -467,8 +467,7 @@ async function main(argv: string[]): Promise<void> {
   });
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
+export function describeFailure(err: unknown): string {
   const kind = err instanceof CorrectnessError ? 'CORRECTNESS FAILURE' : 'benchmark failed';
-  console.error(`${kind}: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
-});
+  return `${kind}: ${err instanceof Error ? err.message : String(err)}`;
+}

@@ -95,7 +95,8 @@ export async function startController(config: ControllerConfig): Promise<Running
       new DocumentBuilder().setTitle('Shoal controller').setDescription('Admin and publishing API of a Shoal fleet').setVersion('1').addBearerAuth().build(),
     );
     SwaggerModule.setup('docs', rest, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
-    rest.enableShutdownHooks();
+    // Bounds how long a client may take to send a request (a declared-but-never-sent body included).
+    rest.getHttpServer().requestTimeout = 60_000;
     await rest.listen(config.restListen.port, config.restListen.host);
     closers.push(() => rest.close());
     const restPort = portOf(rest.getHttpServer().address());

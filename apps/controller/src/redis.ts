@@ -9,6 +9,7 @@ export const KEY_PREFIX = 'shoal:';
  */
 export function connectRedis(url: string): Redis {
   return new Redis(url, {
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 3,
     connectionName: 'shoal-controller',
   });

@@ -40,8 +40,15 @@ export interface ControllerProcess {
  * Starts `shoal controller start` as a real process on free loopback ports and waits for its
  * "controller started" line.
  */
-export async function startControllerProcess(options: { dataDir: string; redisUrl: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ControllerProcess> {
-  const child = spawn(process.execPath, [SHOAL_BIN, 'controller', 'start', '--data-dir', options.dataDir], {
+export async function startControllerProcess(options: {
+  dataDir: string;
+  redisUrl: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR'] to see where a benchmark's time goes. */
+  nodeArgs?: string[];
+}): Promise<ControllerProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), SHOAL_BIN, 'controller', 'start', '--data-dir', options.dataDir], {
     env: {
       ...process.env,
       REDIS_URL: options.redisUrl,
@@ -84,7 +91,7 @@ export async function startControllerProcess(options: { dataDir: string; redisUr
     logs,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
       const code = await exited;
       clearTimeout(killer);
       return code;

@@ -16,6 +16,8 @@ import { ShoalError } from '@shoal/torrent';
 import { KEY_PREFIX } from '../redis';
 
 const serialsKey = (agentId: string) => `${KEY_PREFIX}agent:${agentId}:serials`;
+/** Identities of this many distinct certificates are kept parsed (a fleet's live certificates). */
+const MAX_CACHED_IDENTITIES = 100_000;
 
 /**
  * The controller's use of the fleet CA: issuing agent certificates, remembering their serials,
@@ -23,6 +25,8 @@ const serialsKey = (agentId: string) => `${KEY_PREFIX}agent:${agentId}:serials`;
  * 'revoked' with the new RevocationSet whenever the list changes.
  */
 export class FleetPki extends EventEmitter {
+  private readonly identities = new Map<string, PeerIdentity>();
+
   private constructor(
     readonly authority: CertificateAuthority,
     private readonly redis: Redis,
@@ -98,7 +102,15 @@ export class FleetPki extends EventEmitter {
    */
   identify(certificateDer: Buffer | undefined): PeerIdentity {
     if (!certificateDer) throw new ShoalError('AUTH_NO_CERTIFICATE', 'a fleet client certificate is required');
-    const identity = readPeerIdentity(certificateDer, { fleet: this.fleet });
+    // Parsing a certificate costs more than the rest of an announce: remember what each one
+    // says. The revocation check below still runs on every call.
+    const key = certificateDer.toString('latin1');
+    let identity = this.identities.get(key);
+    if (!identity) {
+      identity = readPeerIdentity(certificateDer, { fleet: this.fleet });
+      if (this.identities.size >= MAX_CACHED_IDENTITIES) this.identities.clear();
+      this.identities.set(key, identity);
+    }
     if (this.revokedSet.has(identity.serial)) {
       throw new ShoalError('AUTH_CERTIFICATE_REVOKED', `certificate ${identity.serial} has been revoked`);
     }

@@ -1,0 +1,30 @@
+/**
+ * `npm run bench [-- NAME] [options]`: runs one benchmark by name, or all of them in turn.
+ * Each writes a JSON report under test/bench/results/ with ratios against baselines measured in
+ * the same run.
+ *   pack      shoal pack vs sha256sum / openssl / libtorrent on a 2 GiB file; peak RSS
+ *   tracker   announces per second and latency against one controller process over mTLS
+ */
+import { describeFailure, packBench } from './pack.bench';
+import { trackerBench } from './tracker.bench';
+
+const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench };
+
+async function main(argv: string[]): Promise<void> {
+  const [first, ...rest] = argv;
+  if (first !== undefined && !first.startsWith('-')) {
+    const bench = BENCHMARKS[first];
+    if (!bench) throw new Error(`unknown benchmark "${first}"; known: ${Object.keys(BENCHMARKS).join(', ')}`);
+    await bench(rest);
+    return;
+  }
+  for (const [name, bench] of Object.entries(BENCHMARKS)) {
+    console.log(`\n== ${name}`);
+    await bench(name === 'pack' ? argv : []);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(describeFailure(err));
+  process.exitCode = 1;
+});
