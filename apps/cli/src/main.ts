@@ -3,7 +3,7 @@ import { INSPECT_USAGE, inspect } from './commands/inspect';
 import { PACK_USAGE, pack } from './commands/pack';
 import { VERIFY_USAGE, verify } from './commands/verify';
 import { AGENTS_USAGE, PUBLISH_USAGE, RELEASES_USAGE, TOKEN_USAGE, agents, publish, releases, token } from './commands/fleet';
-import { CONTROLLER_USAGE, controllerCommand } from '@shoal/controller';
+import { CONTROLLER_USAGE, controller } from './commands/controller';
 import { EXIT_OK, EXIT_USAGE } from './errors';
 import type { Output } from './io';
 import { VERSION } from './version';
@@ -17,7 +17,7 @@ const COMMANDS: Record<string, Command> = {
   pack: { usage: PACK_USAGE, run: pack },
   inspect: { usage: INSPECT_USAGE, run: inspect },
   verify: { usage: VERIFY_USAGE, run: verify },
-  controller: { usage: CONTROLLER_USAGE, run: controllerCommand },
+  controller: { usage: CONTROLLER_USAGE, run: controller },
   token: { usage: TOKEN_USAGE, run: token },
   agents: { usage: AGENTS_USAGE, run: agents },
   releases: { usage: RELEASES_USAGE, run: releases },

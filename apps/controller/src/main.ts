@@ -15,15 +15,6 @@ export interface CommandOutput {
   stderr: NodeJS.WritableStream;
 }
 
-export const CONTROLLER_USAGE = `usage: shoal controller <init|start> [options]
-
-  shoal controller init --data-dir DIR --fleet NAME [--host HOST]... [--json]
-      creates the fleet CA, the controller's TLS certificate, the TUF repository and keys, and
-      an admin API token (written to DIR/admin.token, mode 0600)
-  shoal controller start [--data-dir DIR] [--config FILE.json]
-      runs the controller in the foreground until SIGINT/SIGTERM; settings come from the file
-      and SHOAL_* / REDIS_URL environment variables (see README)`;
-
 /** Name of the file `init` writes the first admin API token to. */
 export const ADMIN_TOKEN_FILE = 'admin.token';
 
@@ -31,7 +22,7 @@ export async function controllerCommand(argv: string[], out: CommandOutput): Pro
   const [sub, ...rest] = argv;
   if (sub === 'init') return init(rest, out);
   if (sub === 'start') return start(rest, out);
-  throw new ShoalError('CLI_USAGE', `unknown controller command ${JSON.stringify(sub ?? '')}\n${CONTROLLER_USAGE}`);
+  throw new ShoalError('CLI_USAGE', `unknown controller command ${JSON.stringify(sub ?? '')}: use init or start`);
 }
 
 async function init(argv: string[], out: CommandOutput): Promise<number> {
@@ -40,7 +31,7 @@ async function init(argv: string[], out: CommandOutput): Promise<number> {
     options: { 'data-dir': { type: 'string' }, fleet: { type: 'string' }, host: { type: 'string', multiple: true }, json: { type: 'boolean' } },
   });
   const dataDir = values['data-dir'] ?? process.env.SHOAL_DATA_DIR;
-  if (!dataDir || !values.fleet) throw new ShoalError('CLI_USAGE', `init needs --data-dir and --fleet\n${CONTROLLER_USAGE}`);
+  if (!dataDir || !values.fleet) throw new ShoalError('CLI_USAGE', 'controller init needs --data-dir and --fleet');
   const result = await initDataDir({ dataDir, fleet: values.fleet, hosts: values.host ?? [], now: new Date() });
   const tokenFile = join(dataDir, ADMIN_TOKEN_FILE);
   await writeFile(tokenFile, `${result.adminToken}\n`, { mode: 0o600 });
