@@ -26,6 +26,7 @@ const MAX_CACHED_IDENTITIES = 100_000;
  */
 export class FleetPki extends EventEmitter {
   private readonly identities = new Map<string, PeerIdentity>();
+  private readonly identitiesByBuffer = new WeakMap<Buffer, PeerIdentity>();
 
   private constructor(
     readonly authority: CertificateAuthority,
@@ -103,13 +104,18 @@ export class FleetPki extends EventEmitter {
   identify(certificateDer: Buffer | undefined): PeerIdentity {
     if (!certificateDer) throw new ShoalError('AUTH_NO_CERTIFICATE', 'a fleet client certificate is required');
     // Parsing a certificate costs more than the rest of an announce: remember what each one
-    // says. The revocation check below still runs on every call.
-    const key = certificateDer.toString('latin1');
-    let identity = this.identities.get(key);
+    // says, by Buffer (the gRPC layer hands the same one for every call on a connection), else by
+    // content. The revocation check below still runs on every call.
+    let identity = this.identitiesByBuffer.get(certificateDer);
     if (!identity) {
-      identity = readPeerIdentity(certificateDer, { fleet: this.fleet });
-      if (this.identities.size >= MAX_CACHED_IDENTITIES) this.identities.clear();
-      this.identities.set(key, identity);
+      const key = certificateDer.toString('latin1');
+      identity = this.identities.get(key);
+      if (!identity) {
+        identity = readPeerIdentity(certificateDer, { fleet: this.fleet });
+        if (this.identities.size >= MAX_CACHED_IDENTITIES) this.identities.clear();
+        this.identities.set(key, identity);
+      }
+      this.identitiesByBuffer.set(certificateDer, identity);
     }
     if (this.revokedSet.has(identity.serial)) {
       throw new ShoalError('AUTH_CERTIFICATE_REVOKED', `certificate ${identity.serial} has been revoked`);
