@@ -113,7 +113,7 @@ export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort
  * those entries concatenated with the scalar fields — a valid AnnounceResponse, since protobuf
  * fields may come in any order. Encoding 50 peers per answer was a fifth of an announce's CPU.
  */
-function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+export function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const announce = service.Announce as grpc.MethodDefinition<AnnounceRequest, AnnounceResponse>;
   const encoded = new WeakMap<PeerMessage, Buffer>();
   const entryOf = (peer: PeerMessage): Buffer => {
