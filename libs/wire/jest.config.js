@@ -1,0 +1,5 @@
+module.exports = {
+  displayName: 'wire',
+  preset: '../../jest.preset.js',
+  rootDir: '.',
+};

@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './handshake';
+export * from './messages';
+export * from './decoder';
+export * from './extension';
+export * from './connection';
