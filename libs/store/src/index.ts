@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './bitfield';
+export * from './fs';
+export * from './journal';
+export * from './package-store';
+export * from './seed-cache';
