@@ -16,6 +16,7 @@ import { HealthController } from './api/health.controller';
 import { PACKAGE_MEDIA_TYPE, ReleasesController, TufController } from './api/releases.controller';
 import type { ControllerConfig } from './config';
 import { loadDataDir } from './data-dir';
+import { type CommandResultEvent, ControlStreams } from './control/control-streams';
 import { BootstrapTokens } from './enrollment/bootstrap-tokens.service';
 import { EnrollmentService } from './enrollment/enrollment.service';
 import { startGrpc } from './grpc/servers';
@@ -79,8 +80,12 @@ export async function startController(config: ControllerConfig): Promise<Running
       Math.random,
     );
 
+    const control = new ControlStreams(pki, registry);
+    control.on('connected', (agentId: string) => log.info({ agentId }, 'control stream opened'));
+    control.on('disconnected', (agentId: string) => log.info({ agentId }, 'control stream closed'));
+    control.on('result', (result: CommandResultEvent) => log.info(result, 'command result'));
     const rest = await NestFactory.create<NestExpressApplication>(
-      ControllerModule.with({ redis, metrics, pki, repository, apiTokens, bootstrapTokens, registry, releases }),
+      ControllerModule.with({ redis, metrics, pki, repository, apiTokens, bootstrapTokens, registry, releases, control }),
       {
         httpsOptions: { key: data.tls.keyPem, cert: data.tls.certPem },
         bodyParser: false,
@@ -116,6 +121,7 @@ export async function startController(config: ControllerConfig): Promise<Running
     const grpc = await startGrpc(
       {
         enrollment,
+        control,
         tracker,
         pki,
         registry,
@@ -157,6 +163,7 @@ interface Services {
   bootstrapTokens: BootstrapTokens;
   registry: AgentRegistry;
   releases: ReleasesService;
+  control: ControlStreams;
 }
 
 @Module({})
@@ -183,6 +190,7 @@ class ControllerModule {
         { provide: BootstrapTokens, useValue: services.bootstrapTokens },
         { provide: AgentRegistry, useValue: services.registry },
         { provide: ReleasesService, useValue: services.releases },
+        { provide: ControlStreams, useValue: services.control },
         { provide: APP_GUARD, useClass: ApiTokenGuard },
         { provide: APP_FILTER, useClass: ErrorsFilter },
       ],

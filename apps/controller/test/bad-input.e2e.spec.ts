@@ -8,7 +8,7 @@ import * as fc from 'fast-check';
 import { createCsr, createFleetCa, generateRsaKeyPair } from '@shoal/pki';
 import { shoalV1, unary } from '@shoal/proto';
 import { runShoal, scratchDir } from '@shoal/testing';
-import { type EnrolledAgent, type TestFleet, startTestFleet } from './support/fleet';
+import { type EnrolledAgent, type TestFleet, startTestFleet } from '@shoal/testing';
 
 /**
  * Every REST route and gRPC method fed wrong types, missing fields and oversized values: the

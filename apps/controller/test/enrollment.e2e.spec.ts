@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CertificateAuthority, createCsr, createFleetCa, generateRsaKeyPair } from '@shoal/pki';
 import { type AnnounceResponse, type RenewResponse, type SignedRevocationListMessage, shoalV1, unary } from '@shoal/proto';
-import { type EnrolledAgent, type TestFleet, grpcFailure, startTestFleet } from './support/fleet';
+import { type EnrolledAgent, type TestFleet, grpcFailure, startTestFleet } from '@shoal/testing';
 
 /** Enrollment, renewal, revocation and mutual TLS against a controller running as a real process. */
 let fleet: TestFleet;

@@ -5,7 +5,7 @@ import { createCsr, generateRsaKeyPair } from '@shoal/pki';
 import { type AnnounceResponse, type EnrollResponse, type PeerMessage, type ScrapeResponse, unary } from '@shoal/proto';
 import { type ShoalRun, runShoal, scratchDir } from '@shoal/testing';
 import { NodeFetcher, ReleaseVerifier, TrustError } from '@shoal/trust';
-import { type EnrolledAgent, type TestFleet, startTestFleet } from './support/fleet';
+import { type EnrolledAgent, type TestFleet, startTestFleet } from '@shoal/testing';
 
 /**
  * Publishing and verification end to end with real processes: the `shoal` CLI packs and

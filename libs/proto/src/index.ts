@@ -8,7 +8,7 @@ import { loadSync } from '@grpc/proto-loader';
  * numbers, bytes as Buffers, enums as strings, defaults filled in).
  */
 export const PROTO_DIR = join(__dirname, '..', 'proto');
-const PROTO_FILES = ['shoal/v1/enrollment.proto', 'shoal/v1/tracker.proto'];
+const PROTO_FILES = ['shoal/v1/enrollment.proto', 'shoal/v1/tracker.proto', 'shoal/v1/control.proto'];
 
 interface ServiceClientConstructor {
   new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions): grpc.Client;
@@ -19,6 +19,7 @@ interface ShoalV1 {
   Enrollment: ServiceClientConstructor;
   Identity: ServiceClientConstructor;
   Tracker: ServiceClientConstructor;
+  Control: ServiceClientConstructor;
 }
 
 let loaded: ShoalV1 | undefined;
@@ -124,6 +125,21 @@ export interface ScrapeRequest {
 
 export interface ScrapeResponse {
   swarms: { infoHash: Buffer; seeders: number; leechers: number }[];
+}
+
+export interface ControllerCommand {
+  commandId: string;
+  command?: 'fetch' | 'cancel' | 'revocations' | 'renew';
+  fetch?: { name: string; version: string } | null;
+  cancel?: { name: string; version: string } | null;
+  revocations?: SignedRevocationListMessage | null;
+  renew?: Record<string, never> | null;
+}
+
+export interface AgentReport {
+  report?: 'hello' | 'result';
+  hello?: { softwareVersion: string; revocationVersion: number } | null;
+  result?: { commandId: string; ok: boolean; message: string } | null;
 }
 
 /** Promise wrapper for a unary call on a proto-loader client. */

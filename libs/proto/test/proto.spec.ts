@@ -7,6 +7,7 @@ describe('shoal.v1 protos', () => {
     expect(Object.keys(v1.Enrollment.service)).toEqual(['Enroll']);
     expect(Object.keys(v1.Identity.service)).toEqual(['Renew', 'GetRevocations']);
     expect(Object.keys(v1.Tracker.service)).toEqual(['Announce', 'Scrape']);
+    expect(Object.keys(v1.Control.service)).toEqual(['Stream']);
   });
 
   test('a message survives a real round trip with the documented field shapes', async () => {

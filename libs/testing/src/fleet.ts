@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createCsr, generateRsaKeyPair } from '@shoal/pki';
 import { type EnrollResponse, shoalV1, unary } from '@shoal/proto';
-import { type ControllerProcess, ensureRedis, redisDatabaseUrl, runShoal, scratchDir, startControllerProcess } from '@shoal/testing';
+import { type ControllerProcess, startControllerProcess, runShoal, scratchDir } from './processes';
+import { ensureRedis, redisDatabaseUrl } from './redis';
 import { Redis } from 'ioredis';
 
 /**

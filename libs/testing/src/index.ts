@@ -1,2 +1,3 @@
 export * from './processes';
 export * from './redis';
+export * from './fleet';

@@ -8,7 +8,9 @@ import { AgentRegistry } from '../registry/agents.service';
 import { checkLabels } from '../registry/labels';
 import type { AuthenticatedRequest } from './auth.guard';
 import { RequireRole } from './auth.guard';
-import { CreateApiTokenDto, CreateBootstrapTokenDto, RevokeAgentDto, SetLabelsDto } from './dto';
+import { ControlStreams } from '../control/control-streams';
+import { ReleasesService } from '../releases/releases.service';
+import { CreateApiTokenDto, CreateBootstrapTokenDto, FetchReleaseDto, RevokeAgentDto, SetLabelsDto } from './dto';
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -56,12 +58,15 @@ export class AgentsController {
     private readonly registry: AgentRegistry,
     private readonly pki: FleetPki,
     private readonly metrics: Metrics,
+    private readonly control: ControlStreams,
+    private readonly releases: ReleasesService,
   ) {}
 
   @Get()
   @RequireRole('viewer')
-  list() {
-    return this.registry.list();
+  async list() {
+    const connected = new Set(this.control.connected());
+    return (await this.registry.list()).map((agent) => ({ ...agent, controlStream: connected.has(agent.id) }));
   }
 
   @Get(':id')
@@ -78,6 +83,22 @@ export class AgentsController {
     const agent = await this.registry.setLabels(checkId(id, 'agent'), checkLabels(body.labels));
     if (!agent) throw new NotFoundException(`no agent ${id}`);
     return agent;
+  }
+
+  /**
+   * Tells a connected agent, over its control stream, to fetch a release (it verifies the
+   * release with TUF itself). 409 when the agent has no control stream open.
+   */
+  @Post(':id/fetch')
+  @RequireRole('publisher')
+  @HttpCode(202)
+  async fetch(@Param('id') id: string, @Body() body: FetchReleaseDto) {
+    const agent = await this.registry.get(checkId(id, 'agent'));
+    if (!agent) throw new NotFoundException(`no agent ${id}`);
+    await this.releases.get(body.name, body.version);
+    const commandId = this.control.send(id, { fetch: { name: body.name, version: body.version } });
+    if (!commandId) throw new ConflictException(`agent ${id} has no control stream open`);
+    return { agentId: id, commandId };
   }
 
   /** Revokes every unexpired certificate of the agent, at once at the controller. */

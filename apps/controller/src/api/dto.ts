@@ -78,3 +78,15 @@ export class PublishQueryDto {
   @Matches(/^[a-z0-9-]{1,32}$/)
   channel?: string;
 }
+
+export class FetchReleaseDto {
+  @ApiProperty({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' })
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9._-]{0,63}$/)
+  name!: string;
+
+  @ApiProperty({ pattern: '^[0-9A-Za-z.+-]{1,64}$' })
+  @IsString()
+  @Matches(/^[0-9A-Za-z.+-]{1,64}$/)
+  version!: string;
+}

@@ -121,7 +121,10 @@ function codeMetadata(code: string): grpc.Metadata {
  */
 const certificateBySession = new WeakMap<object, Buffer | null>();
 
-function peerCertificateOf(call: grpc.ServerUnaryCall<unknown, unknown>): { peerCertificate?: Buffer } {
+/** Any grpc-js server call: unary or streaming. */
+type ServerCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>;
+
+export function peerCertificateOf(call: ServerCall): { peerCertificate?: Buffer } {
   const session = sessionOf(call);
   let raw = session ? certificateBySession.get(session) : undefined;
   if (raw === undefined) {
@@ -137,7 +140,7 @@ function peerCertificateOf(call: grpc.ServerUnaryCall<unknown, unknown>): { peer
  * internals (call -> interceptor chain -> stream.session) and answers undefined if they change,
  * in which case every call simply reads its certificate again.
  */
-function sessionOf(call: grpc.ServerUnaryCall<unknown, unknown>): object | undefined {
+function sessionOf(call: ServerCall): object | undefined {
   type Layer = { nextCall?: Layer; stream?: { session?: object } };
   let layer = (call as unknown as { call?: Layer }).call;
   for (let depth = 0; layer && depth < 8; depth++) {

@@ -15,6 +15,7 @@ import {
   shoalV1,
 } from '@shoal/proto';
 import { ShoalError } from '@shoal/torrent';
+import type { ControlStreams } from '../control/control-streams';
 import type { EnrollmentService } from '../enrollment/enrollment.service';
 import type { FleetPki } from '../pki/fleet-pki';
 import type { AgentRegistry } from '../registry/agents.service';
@@ -27,6 +28,7 @@ const MAX_MESSAGE_BYTES = 256 * 1024;
 
 export interface GrpcDependencies {
   enrollment: EnrollmentService;
+  control: ControlStreams;
   tracker: TrackerService;
   pki: FleetPki;
   registry: AgentRegistry;
@@ -35,7 +37,7 @@ export interface GrpcDependencies {
 }
 
 export interface RunningGrpc {
-  /** Mutual TLS: Identity, Tracker. */
+  /** Mutual TLS: Identity, Tracker, Control. */
   mtlsPort: number;
   /** Server-authenticated TLS: Enrollment only. */
   enrollPort: number;
@@ -95,6 +97,8 @@ export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort
     ),
   });
 
+  mtlsServer.addService(v1.Control.service, { Stream: deps.control.handler });
+
   const ca = Buffer.from(deps.tls.caPem);
   const enrollPort = await bind(enrollServer, listen.enroll, grpc.ServerCredentials.createSsl(null, keyCertPairs, false));
   const mtlsPort = await bind(mtlsServer, listen.mtls, grpc.ServerCredentials.createSsl(ca, keyCertPairs, true));
@@ -102,6 +106,7 @@ export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort
     enrollPort,
     mtlsPort,
     close: async () => {
+      deps.control.closeAll();
       await Promise.all([shutdown(enrollServer), shutdown(mtlsServer)]);
     },
   };

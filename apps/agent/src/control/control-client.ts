@@ -1,0 +1,96 @@
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import { type AgentReport, type ControllerCommand, shoalV1 } from '@shoal/proto';
+
+export interface ControlClientOptions {
+  /** host:port of the controller's mutual-TLS listener. */
+  controller: string;
+  /** The current identity: read at every (re)connection, so a renewed certificate is used. */
+  identity(): { keyPem: string; certPem: string; caPem: string };
+  softwareVersion: string;
+  /** Version of the newest revocation list held, sent in the hello. */
+  revocationVersion(): number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** A stream that stayed up this long resets the backoff. */
+const STABLE_MS = 30_000;
+
+/**
+ * The agent's end of the control stream: keeps one stream open to the controller, reconnecting
+ * with exponential backoff (with jitter) when it drops, and turns pushed commands into events.
+ *
+ * Events: 'command' (ControllerCommand, reply(ok, message)), 'connected', 'disconnected'
+ * ({ code, details }), 'rejected' ({ code, details }) when the controller refuses this agent
+ * (revoked): the client keeps retrying, since a renewal or re-enrollment may fix it.
+ */
+export class ControlClient extends EventEmitter {
+  private client: grpc.Client | undefined;
+  private call: grpc.ClientDuplexStream<AgentReport, ControllerCommand> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+
+  constructor(private readonly options: ControlClientOptions) {
+    super();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.call?.cancel();
+    this.client?.close();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { keyPem, certPem, caPem } = this.options.identity();
+    this.client?.close();
+    const client = new (shoalV1().Control)(this.options.controller, grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)));
+    this.client = client;
+    const call = (client as unknown as { Stream(): grpc.ClientDuplexStream<AgentReport, ControllerCommand> }).Stream();
+    this.call = call;
+    const openedAt = Date.now();
+    let announced = false;
+    call.on('metadata', () => {
+      if (!announced) {
+        announced = true;
+        this.emit('connected');
+      }
+    });
+    call.on('data', (command: ControllerCommand) => {
+      const reply = (ok: boolean, message = '') => call.write({ result: { commandId: command.commandId, ok, message } });
+      this.emit('command', command, reply);
+    });
+    let ended = false;
+    const onEnd = (status: { code: number; details: string }) => {
+      if (ended) return;
+      ended = true;
+      if (status.code === grpc.status.PERMISSION_DENIED || status.code === grpc.status.UNAUTHENTICATED) this.emit('rejected', status);
+      this.emit('disconnected', status);
+      if (Date.now() - openedAt > STABLE_MS) this.failures = 0;
+      this.failures++;
+      this.scheduleReconnect();
+    };
+    call.on('error', (err: grpc.ServiceError) => onEnd({ code: err.code, details: err.details }));
+    call.on('status', (status: grpc.StatusObject) => onEnd({ code: status.code, details: status.details }));
+    call.write({ hello: { softwareVersion: this.options.softwareVersion, revocationVersion: this.options.revocationVersion() } });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const min = this.options.minBackoffMs ?? 1000;
+    const max = this.options.maxBackoffMs ?? 60_000;
+    const base = Math.min(max, min * 2 ** Math.min(this.failures - 1, 16));
+    // Jitter spreads a fleet's reconnections after a controller restart.
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.timer = setTimeout(() => this.connect(), delay);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,58 @@
+import { type PeerIdentity, certificateAllowsPackage, readPeerIdentity } from '@shoal/pki';
+import { ShoalError } from '@shoal/torrent';
+
+/** Why a peer connection is refused or closed; stable codes for logs and metrics. */
+export type AdmissionCode =
+  | 'PEER_UNKNOWN_PACKAGE'
+  | 'PEER_NO_CERTIFICATE'
+  | 'PEER_CERTIFICATE_INVALID'
+  | 'PEER_NOT_FLEET'
+  | 'PEER_NOT_AN_AGENT'
+  | 'PEER_OUT_OF_SCOPE'
+  | 'PEER_REVOKED';
+
+export class AdmissionError extends ShoalError {
+  constructor(
+    override readonly code: AdmissionCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** A package this agent serves or fetches, as the peer wire names it (SNI = hex of the 20-byte hash). */
+export interface WirePackage {
+  name: string;
+  infoHash: Buffer;
+}
+
+export function wireName(infoHash: Buffer): string {
+  return infoHash.subarray(0, 20).toString('hex');
+}
+
+/**
+ * The admission rule for both ends of a peer connection, once TLS has verified the certificate
+ * chain against the fleet CA: the peer is an agent of this fleet, its certificate covers the
+ * package (SAN DNS = name or *), and its serial is not revoked.
+ */
+export function admitPeer(
+  certificateDer: Buffer | undefined,
+  pkg: WirePackage,
+  fleet: string,
+  isRevoked: (serial: string) => boolean,
+): PeerIdentity & { role: 'agent' } {
+  if (!certificateDer || certificateDer.length === 0) throw new AdmissionError('PEER_NO_CERTIFICATE', 'peer presented no certificate');
+  let identity: PeerIdentity;
+  try {
+    identity = readPeerIdentity(certificateDer, { fleet });
+  } catch (err) {
+    throw new AdmissionError('PEER_NOT_FLEET', `peer certificate does not name an agent of fleet ${fleet}: ${(err as Error).message}`, { cause: err });
+  }
+  if (identity.role !== 'agent') throw new AdmissionError('PEER_NOT_AN_AGENT', 'peer certificate is not an agent certificate');
+  if (isRevoked(identity.serial)) throw new AdmissionError('PEER_REVOKED', `certificate ${identity.serial} of ${identity.agentId} is revoked`);
+  if (!certificateAllowsPackage(identity, pkg.name)) {
+    throw new AdmissionError('PEER_OUT_OF_SCOPE', `${identity.agentId} may not swarm ${pkg.name} (scopes: ${identity.packageScopes.join(', ')})`);
+  }
+  return identity;
+}

@@ -1,0 +1,163 @@
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { type SecureContext, type TLSSocket, type Server, connect, createSecureContext, createServer } from 'node:tls';
+import type { PeerIdentity } from '@shoal/pki';
+import { AdmissionError, type WirePackage, admitPeer, wireName } from './admission';
+
+export interface TlsIdentity {
+  keyPem: string;
+  certPem: string;
+  caPem: string;
+}
+
+export interface AdmittedConnection {
+  socket: TLSSocket;
+  peer: PeerIdentity & { role: 'agent' };
+  pkg: WirePackage;
+}
+
+export interface PeerServerOptions {
+  identity: TlsIdentity;
+  fleet: string;
+  /** The package a client names by SNI, if this agent serves it. */
+  packageFor(wireHashHex: string): WirePackage | undefined;
+  isRevoked(serial: string): boolean;
+}
+
+const TLS_OPTIONS = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
+
+/**
+ * The peer-wire listener: TLS 1.3 with mutual certificate checks against the fleet CA. The client
+ * names the package by SNI (hex of the 20-byte info-hash, as libtorrent's SSL torrents do); an
+ * unknown package fails the handshake. After the handshake the peer must pass `admitPeer`, and a
+ * revocation pushed later closes its live connections.
+ *
+ * Events: 'connection' (AdmittedConnection), 'refused' ({ code, message, remoteAddress }).
+ */
+export class PeerServer extends EventEmitter {
+  private readonly server: Server;
+  private context: SecureContext;
+  private readonly live = new Map<TLSSocket, AdmittedConnection>();
+
+  constructor(private readonly options: PeerServerOptions) {
+    super();
+    this.context = contextFor(options.identity);
+    this.server = createServer({
+      ...TLS_OPTIONS,
+      key: options.identity.keyPem,
+      cert: options.identity.certPem,
+      ca: options.identity.caPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      SNICallback: (servername, done) => {
+        if (this.options.packageFor(servername.toLowerCase())) done(null, this.context);
+        else done(new AdmissionError('PEER_UNKNOWN_PACKAGE', `no package ${JSON.stringify(servername.slice(0, 64))} here`));
+      },
+    });
+    this.server.on('secureConnection', (socket) => this.admit(socket));
+    this.server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+      const code = err instanceof AdmissionError ? err.code : 'PEER_CERTIFICATE_INVALID';
+      this.emit('refused', { code, message: err.message, remoteAddress: socket.remoteAddress });
+    });
+  }
+
+  async listen(port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /** After renewal: new connections get the new certificate, live ones keep theirs. */
+  setIdentity(identity: TlsIdentity): void {
+    this.context = contextFor(identity);
+    this.server.setSecureContext({ ...TLS_OPTIONS, key: identity.keyPem, cert: identity.certPem, ca: identity.caPem });
+  }
+
+  /** Closes every live connection whose peer is now revoked; returns how many. */
+  enforceRevocations(): number {
+    let closed = 0;
+    for (const [socket, connection] of this.live) {
+      if (this.options.isRevoked(connection.peer.serial)) {
+        socket.destroy(new AdmissionError('PEER_REVOKED', `certificate ${connection.peer.serial} was revoked`));
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  connections(): AdmittedConnection[] {
+    return [...this.live.values()];
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.live.keys()) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private admit(socket: TLSSocket): void {
+    const pkg = this.options.packageFor((socket.servername || '').toLowerCase());
+    try {
+      if (!pkg) throw new AdmissionError('PEER_UNKNOWN_PACKAGE', 'no SNI naming a package');
+      const peer = admitPeer(socket.getPeerX509Certificate()?.raw, pkg, this.options.fleet, this.options.isRevoked);
+      const connection = { socket, peer, pkg };
+      this.live.set(socket, connection);
+      socket.once('close', () => this.live.delete(socket));
+      this.emit('connection', connection);
+    } catch (err) {
+      const code = err instanceof AdmissionError ? err.code : 'PEER_CERTIFICATE_INVALID';
+      this.emit('refused', { code, message: (err as Error).message, remoteAddress: socket.remoteAddress });
+      socket.destroy();
+    }
+  }
+}
+
+/**
+ * Dials a peer for a package: SNI names the package, the server must prove to be an agent of the
+ * fleet allowed to swarm it and not revoked. Resolves once the handshake is done; with TLS 1.3
+ * the server judges our certificate after that, so a refused client sees its socket close.
+ */
+export function connectToPeer(options: {
+  host: string;
+  port: number;
+  pkg: WirePackage;
+  identity: TlsIdentity;
+  fleet: string;
+  isRevoked(serial: string): boolean;
+  timeoutMs?: number;
+}): Promise<AdmittedConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      ...TLS_OPTIONS,
+      host: options.host,
+      port: options.port,
+      servername: wireName(options.pkg.infoHash),
+      key: options.identity.keyPem,
+      cert: options.identity.certPem,
+      ca: options.identity.caPem,
+      rejectUnauthorized: true,
+      // Peers are named by certificate identity, not by host name: admitPeer checks it below.
+      checkServerIdentity: () => undefined,
+    });
+    const timer = setTimeout(() => socket.destroy(new Error('TLS handshake timed out')), options.timeoutMs ?? 10_000);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      try {
+        const peer = admitPeer(socket.getPeerX509Certificate()?.raw, options.pkg, options.fleet, options.isRevoked);
+        resolve({ socket, peer, pkg: options.pkg });
+      } catch (err) {
+        socket.destroy();
+        reject(err);
+      }
+    });
+  });
+}
+
+function contextFor(identity: TlsIdentity): SecureContext {
+  return createSecureContext({ ...TLS_OPTIONS, key: identity.keyPem, cert: identity.certPem, ca: identity.caPem });
+}

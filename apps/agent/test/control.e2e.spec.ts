@@ -1,0 +1,111 @@
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ControllerCommand } from '@shoal/proto';
+import { type EnrolledAgent, type TestFleet, runShoal, startTestFleet } from '@shoal/testing';
+import { ControlClient } from '../src/control/control-client';
+
+/** The control stream between a real controller process and the agent's client. */
+let fleet: TestFleet;
+
+beforeAll(async () => {
+  fleet = await startTestFleet(9, 'control');
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+interface Session {
+  client: ControlClient;
+  commands: ControllerCommand[];
+  replies: ((ok: boolean, message?: string) => void)[];
+  rejected: { code: number; details: string }[];
+}
+
+function open(agent: EnrolledAgent, revocationVersion = 0): Promise<Session> {
+  const session: Session = { client: new ControlClient({ controller: fleet.controller.grpcAddress, identity: () => ({ ...agent, caPem: fleet.caPem }), softwareVersion: 'test', revocationVersion: () => revocationVersion, minBackoffMs: 50, maxBackoffMs: 200 }), commands: [], replies: [], rejected: [] };
+  session.client.on('command', (command: ControllerCommand, reply: (ok: boolean, message?: string) => void) => {
+    session.commands.push(command);
+    session.replies.push(reply);
+  });
+  session.client.on('rejected', (status: { code: number; details: string }) => session.rejected.push(status));
+  return new Promise((resolve) => {
+    session.client.once('connected', () => resolve(session));
+    session.client.start();
+  });
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function publishRelease(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-control-'));
+  try {
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app', 'payload'), Buffer.alloc(50_000, 3));
+    expect(runShoal(['pack', join(dir, 'app'), '-o', join(dir, 'app.torrent'), '--ca', join(fleet.dataDir, 'ca', 'ca.pem')]).status).toBe(0);
+    const published = runShoal(['publish', join(dir, 'app.torrent'), '--name', 'app', '--version', '1.0.0', '--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl]);
+    expect(published.stderr).toBe('');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a fetch command reaches the connected agent, and its result comes back', async () => {
+  await publishRelease();
+  const agent = await fleet.enroll();
+  const session = await open(agent, 1);
+  try {
+    await until(() => fleet.controller.logs.some((l) => l.includes('control stream opened') && l.includes(agent.agentId)), 'the controller to see the stream');
+    const listed = await fleet.rest<{ id: string; controlStream: boolean }[]>('GET', '/v1/agents');
+    expect(listed.body.find((a) => a.id === agent.agentId)?.controlStream).toBe(true);
+    const sent = await fleet.rest<{ commandId: string }>('POST', `/v1/agents/${agent.agentId}/fetch`, { json: { name: 'app', version: '1.0.0' } });
+    expect(sent.status).toBe(202);
+    await until(() => session.commands.some((c) => c.fetch), 'the fetch command');
+    const command = session.commands.find((c) => c.fetch) as ControllerCommand;
+    expect(command).toMatchObject({ commandId: sent.body.commandId, fetch: { name: 'app', version: '1.0.0' } });
+    session.replies[session.commands.indexOf(command)]?.(true, 'fetched');
+    await until(() => fleet.controller.logs.some((l) => l.includes('command result') && l.includes(sent.body.commandId)), 'the result at the controller');
+    expect((await fleet.rest('POST', `/v1/agents/${agent.agentId}/fetch`, { json: { name: 'app', version: '9.9.9' } })).status).toBe(404);
+  } finally {
+    session.client.stop();
+  }
+});
+
+test('an agent that is not connected cannot be commanded (409); bad fetch requests are 4xx', async () => {
+  const agent = await fleet.enroll();
+  const sent = await fleet.rest('POST', `/v1/agents/${agent.agentId}/fetch`, { json: { name: 'app', version: '1.0.0' } });
+  expect(sent.status).toBe(409);
+  for (const json of [{}, { name: 5, version: '1' }, { name: 'app' }, { name: 'APP!', version: '1.0.0' }, { name: 'app', version: 'x'.repeat(100) }, [1]]) {
+    expect((await fleet.rest('POST', `/v1/agents/${agent.agentId}/fetch`, { json })).status).toBe(400);
+  }
+  expect((await fleet.rest('POST', '/v1/agents/nobody/fetch', { json: { name: 'app', version: '1.0.0' } })).status).toBe(404);
+  expect((await fleet.rest('POST', `/v1/agents/${agent.agentId}/fetch`, { token: null, json: { name: 'app', version: '1.0.0' } })).status).toBe(401);
+});
+
+test('an agent with an old revocation list gets the current one at hello; revocations are pushed; a revoked agent is cut off', async () => {
+  const watcher = await fleet.enroll();
+  const victim = await fleet.enroll();
+  const watching = await open(watcher, 0);
+  const victimSession = await open(victim, 1);
+  try {
+    await until(() => watching.commands.some((c) => c.revocations), 'the revocation list at hello');
+    const before = watching.commands.filter((c) => c.revocations).length;
+    await fleet.rest('POST', `/v1/agents/${victim.agentId}/revoke`, { json: {} });
+    await until(() => watching.commands.filter((c) => c.revocations).length > before, 'the pushed revocation list');
+    const latest = watching.commands.filter((c) => c.revocations).at(-1) as ControllerCommand;
+    const serials = (JSON.parse(latest.revocations?.payload ?? '{}') as { revoked: { serial: string }[] }).revoked.map((r) => r.serial);
+    expect(serials.length).toBeGreaterThan(0);
+    await until(() => victimSession.rejected.length > 0, 'the revoked agent to be cut off');
+    expect(victimSession.rejected[0]?.details).toMatch(/revoked/);
+  } finally {
+    watching.client.stop();
+    victimSession.client.stop();
+  }
+});
