@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { ShoalError } from '@shoal/torrent';
+import { ConfigError, type HostPort, LOG_LEVELS, type LogLevel, type Schema, fraction, integer, loadSettings, oneOf, parseHostPort, text } from '@shoal/config';
+
+export { ConfigError, parseHostPort, type HostPort };
 
 /**
  * Controller configuration: every setting, its default and its documentation live here. Values
@@ -21,65 +22,10 @@ export interface ControllerConfig {
   trackerRemoteShare: number;
   maxReleaseBytes: number;
   tufRefreshSeconds: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
 }
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-interface Field<K extends keyof ControllerConfig> {
-  env: string;
-  doc: string;
-  default?: ControllerConfig[K];
-  parse(raw: unknown): ControllerConfig[K];
-}
-
-type Schema = { [K in keyof ControllerConfig]: Field<K> };
-
-export class ConfigError extends ShoalError {
-  constructor(readonly problems: string[]) {
-    super('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
-  }
-}
-
-const text = (raw: unknown): string => {
-  if (typeof raw !== 'string' || raw.trim() === '') throw new Error('must be a non-empty string');
-  return raw.trim();
-};
-
-const integer =
-  (min: number, max: number) =>
-  (raw: unknown): number => {
-    const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-      throw new Error(`must be an integer from ${min} to ${max}`);
-    }
-    return value;
-  };
-
-const fraction = (raw: unknown): number => {
-  const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
-    throw new Error('must be a number from 0 to 1');
-  }
-  return value;
-};
-
-export function parseHostPort(raw: unknown): HostPort {
-  const value = text(raw);
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || !Number.isInteger(port) || port > 65535) {
-    throw new Error('must be host:port (e.g. 127.0.0.1:7443 or [::1]:7443; port 0 picks a free one)');
-  }
-  return { host: (match[1] ?? match[2]) as string, port };
-}
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-export const SCHEMA: Schema = {
+export const SCHEMA: Schema<ControllerConfig> = {
   dataDir: { env: 'SHOAL_DATA_DIR', doc: 'folder made by `shoal controller init`: CA, keys, TUF repository', parse: text },
   redisUrl: { env: 'REDIS_URL', doc: 'Redis holding tokens, the fleet registry and swarms', default: 'redis://127.0.0.1:6379', parse: text },
   restListen: { env: 'SHOAL_REST_LISTEN', doc: 'HTTPS admin API, TUF repository, health and metrics', default: { host: '127.0.0.1', port: 7443 }, parse: parseHostPort },
@@ -94,15 +40,7 @@ export const SCHEMA: Schema = {
   trackerRemoteShare: { env: 'SHOAL_TRACKER_REMOTE_SHARE', doc: 'share of returned peers drawn at random from other regions, so pieces keep crossing sites', default: 0.2, parse: fraction },
   maxReleaseBytes: { env: 'SHOAL_MAX_RELEASE_BYTES', doc: 'largest package metainfo accepted by publish', default: 64 * 1024 * 1024, parse: integer(1024, 256 * 1024 * 1024) },
   tufRefreshSeconds: { env: 'SHOAL_TUF_REFRESH', doc: 'how often timestamp/snapshot expiry is checked and re-signed', default: 600, parse: integer(5, 86_400) },
-  logLevel: {
-    env: 'SHOAL_LOG_LEVEL',
-    doc: 'pino log level',
-    default: 'info',
-    parse: (raw) => {
-      if (!LOG_LEVELS.includes(raw as (typeof LOG_LEVELS)[number])) throw new Error(`must be one of ${LOG_LEVELS.join(', ')}`);
-      return raw as ControllerConfig['logLevel'];
-    },
-  },
+  logLevel: { env: 'SHOAL_LOG_LEVEL', doc: 'pino log level', default: 'info', parse: oneOf(LOG_LEVELS) },
 };
 
 /**
@@ -110,51 +48,13 @@ export const SCHEMA: Schema = {
  * command-line flags, highest priority). Throws ConfigError listing every bad field.
  */
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Partial<Record<keyof ControllerConfig, unknown>> } = {}): ControllerConfig {
-  const env = options.env ?? process.env;
-  const problems: string[] = [];
-  let fromFile: Record<string, unknown> = {};
-  if (options.file) {
-    try {
-      const parsed: unknown = JSON.parse(readFileSync(options.file, 'utf8'));
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('must hold a JSON object');
-      fromFile = parsed as Record<string, unknown>;
-    } catch (err) {
-      throw new ConfigError([`${options.file}: ${(err as Error).message}`]);
-    }
-    for (const key of Object.keys(fromFile)) {
-      if (!Object.hasOwn(SCHEMA, key)) problems.push(`${key} (in ${options.file}): unknown setting`);
-    }
-  }
-  const config: Partial<Record<keyof ControllerConfig, unknown>> = {};
-  for (const key of Object.keys(SCHEMA) as (keyof ControllerConfig)[]) {
-    const field = SCHEMA[key] as Field<typeof key>;
-    const override = options.overrides?.[key];
-    const [raw, source] =
-      override !== undefined
-        ? [override, 'command line']
-        : env[field.env] !== undefined
-          ? [env[field.env], field.env]
-          : fromFile[key] !== undefined
-            ? [fromFile[key], options.file as string]
-            : [undefined, 'default'];
-    if (raw === undefined) {
-      if (field.default === undefined) problems.push(`${key} (${field.env}): required: ${field.doc}`);
-      else config[key] = field.default;
-      continue;
-    }
-    try {
-      config[key] = field.parse(raw);
-    } catch (err) {
-      problems.push(`${key} (${source}): ${(err as Error).message}, got ${JSON.stringify(raw)}`);
-    }
-  }
-  const result = config as ControllerConfig;
-  if (problems.length === 0 && result.trackerDefaultNumwant > result.trackerMaxNumwant) {
-    problems.push('trackerDefaultNumwant: must not exceed trackerMaxNumwant');
-  }
-  if (problems.length === 0 && result.trackerPeerTtlSeconds <= result.trackerIntervalSeconds) {
-    problems.push('trackerPeerTtlSeconds: must be longer than trackerIntervalSeconds, or live peers expire between announces');
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return result;
+  return loadSettings(SCHEMA, {
+    ...options,
+    check: (config) => [
+      ...(config.trackerDefaultNumwant > config.trackerMaxNumwant ? ['trackerDefaultNumwant: must not exceed trackerMaxNumwant'] : []),
+      ...(config.trackerPeerTtlSeconds <= config.trackerIntervalSeconds
+        ? ['trackerPeerTtlSeconds: must be longer than trackerIntervalSeconds, or live peers expire between announces']
+        : []),
+    ],
+  });
 }
