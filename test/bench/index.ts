@@ -4,11 +4,13 @@
  * the same run.
  *   pack      shoal pack vs sha256sum / openssl / libtorrent on a 2 GiB file; peak RSS
  *   tracker   announces per second and latency against one controller process over mTLS
+ *   agent     agent-to-agent throughput vs a plain TLS socket; the leech's peak RSS
  */
 import { describeFailure, packBench } from './pack.bench';
 import { trackerBench } from './tracker.bench';
+import { agentBench } from './agent.bench';
 
-const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench };
+const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench };
 
 async function main(argv: string[]): Promise<void> {
   const [first, ...rest] = argv;

@@ -1,5 +1,11 @@
 import { readFile } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ConfigError } from '@shoal/config';
+import { startAgent } from './daemon/agent';
+import { loadAgentConfig } from './daemon/config';
+import { importLocalPackage } from './daemon/import';
 import { ShoalError } from '@shoal/torrent';
 import { enrollAgent } from './identity/enroll';
 import { identityLayout } from './identity/state';
@@ -10,6 +16,9 @@ export { ControlClient, type ControlClientOptions } from './control/control-clie
 export { identityLayout, loadIdentity, halfLife } from './identity/state';
 export { PeerServer, connectToPeer, type AdmittedConnection, type TlsIdentity } from './peer/tls';
 export { AdmissionError, admitPeer, wireName, type WirePackage } from './peer/admission';
+export { startAgent, type RunningAgent } from './daemon/agent';
+export { loadAgentConfig, AGENT_SCHEMA, type AgentConfig } from './daemon/config';
+export { importLocalPackage } from './daemon/import';
 
 /** Version the agent reports at enrollment. */
 export const AGENT_VERSION = '0.1.0';
@@ -22,7 +31,75 @@ export interface CommandOutput {
 export async function agentCommand(argv: string[], out: CommandOutput): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'enroll') return enroll(rest, out);
-  throw new ShoalError('CLI_USAGE', `unknown agent command ${JSON.stringify(sub ?? '')}: use enroll`);
+  if (sub === 'start') return start(rest, out);
+  if (sub === 'import') return importCommand(rest, out);
+  throw new ShoalError('CLI_USAGE', `unknown agent command ${JSON.stringify(sub ?? '')}: use enroll, start or import`);
+}
+
+async function start(argv: string[], out: CommandOutput): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'data-dir': { type: 'string' }, config: { type: 'string' } } });
+  let config;
+  try {
+    config = loadAgentConfig({ ...(values.config ? { file: values.config } : {}), overrides: values['data-dir'] ? { dataDir: values['data-dir'] } : {} });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      out.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const agent = await startAgent(config);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await agent.close();
+  return 0;
+}
+
+async function importCommand(argv: string[], out: CommandOutput): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { name: { type: 'string' }, version: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const dataDir = values['data-dir'] ?? process.env.SHOAL_AGENT_DATA_DIR;
+  if (positionals.length !== 2 || !values.name || !values.version || !dataDir) {
+    throw new ShoalError('CLI_USAGE', 'agent import takes <pkg.torrent> <path> --name NAME --version VERSION --data-dir DIR');
+  }
+  const [packageFile, dataPath] = positionals as [string, string];
+  const metainfoBytes = await readFile(packageFile).catch((err: NodeJS.ErrnoException) => {
+    throw new ShoalError('CLI_BAD_INPUT', `${packageFile}: ${err.code ?? err.message}`);
+  });
+  const entry = await importLocalPackage({ dataDir, name: values.name, version: values.version, metainfoBytes, dataPath });
+  out.stdout.write(values.json ? `${JSON.stringify({ name: entry.name, version: entry.version, infoHash: entry.infoHashHex })}\n` : `imported ${entry.name}@${entry.version} (${entry.infoHashHex}); the agent seeds it\n`);
+  return 0;
+}
+
+/** `shoal status`: what the local agent daemon reports on its status socket. */
+export async function statusCommand(argv: string[], out: CommandOutput): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'data-dir': { type: 'string' }, socket: { type: 'string' }, json: { type: 'boolean' } } });
+  const dataDir = values['data-dir'] ?? process.env.SHOAL_AGENT_DATA_DIR;
+  const socketPath = values.socket ?? (dataDir ? join(dataDir, 'agent.sock') : undefined);
+  if (!socketPath) throw new ShoalError('CLI_USAGE', 'status needs --data-dir DIR or --socket PATH');
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = httpGet({ socketPath, path: '/status' }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve(text));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new ShoalError('CLI_UNREACHABLE', `no agent answers at ${socketPath}: ${err.code ?? err.message}`)));
+  });
+  if (values.json) {
+    out.stdout.write(`${body}\n`);
+    return 0;
+  }
+  const status = JSON.parse(body) as { agentId: string; fleet: string; packages: { name: string; version: string; verifiedPieces: number; totalPieces: number; complete: boolean }[] };
+  out.stdout.write(`agent ${status.agentId} (fleet ${status.fleet})\n`);
+  for (const p of status.packages) {
+    out.stdout.write(`  ${p.name}@${p.version}: ${p.complete ? 'complete, seeding' : `${p.verifiedPieces}/${p.totalPieces} pieces`}\n`);
+  }
+  return 0;
 }
 
 async function enroll(argv: string[], out: CommandOutput): Promise<number> {

@@ -4,7 +4,7 @@ import { PACK_USAGE, pack } from './commands/pack';
 import { VERIFY_USAGE, verify } from './commands/verify';
 import { AGENTS_USAGE, PUBLISH_USAGE, RELEASES_USAGE, TOKEN_USAGE, agents, publish, releases, token } from './commands/fleet';
 import { CONTROLLER_USAGE, controller } from './commands/controller';
-import { AGENT_USAGE, agent } from './commands/agent';
+import { AGENT_USAGE, STATUS_USAGE, agent, status } from './commands/agent';
 import { EXIT_OK, EXIT_USAGE } from './errors';
 import type { Output } from './io';
 import { VERSION } from './version';
@@ -20,6 +20,7 @@ const COMMANDS: Record<string, Command> = {
   verify: { usage: VERIFY_USAGE, run: verify },
   controller: { usage: CONTROLLER_USAGE, run: controller },
   agent: { usage: AGENT_USAGE, run: agent },
+  status: { usage: STATUS_USAGE, run: status },
   token: { usage: TOKEN_USAGE, run: token },
   agents: { usage: AGENTS_USAGE, run: agents },
   releases: { usage: RELEASES_USAGE, run: releases },
@@ -33,7 +34,8 @@ commands:
   inspect <pkg.torrent>            show a package's name, info-hash, size and files
   verify <pkg.torrent> <path>      check data on disk against a package
   controller init|start            create a fleet's controller data folder; run the controller
-  agent enroll                     enroll this host in a fleet (key made here, certificate from the controller)
+  agent enroll|start|import        enroll this host; run the agent; seed it from local data
+  status                           what the local agent holds and fetches
   token create                     create a bootstrap token agents enroll with
   agents                           list the fleet's agents
   releases                         list published releases

@@ -22,6 +22,8 @@ export interface TestFleet {
   enrollClient(): grpc.Client;
   mtlsClient(service: 'Identity' | 'Tracker', identity: { keyPem: string; certPem: string }): grpc.Client;
   enroll(options?: { tokenBody?: object; commonName?: string }): Promise<EnrolledAgent>;
+  /** Waits until the agent has its control stream open (it can be commanded). */
+  untilConnected(agentId: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -110,9 +112,20 @@ export async function startTestFleet(db: number, fleet = 'e2e'): Promise<TestFle
     return { agentId: response.agentId, keyPem: key.keyPem, publicKeyPem: key.publicKeyPem, certPem: response.certificatePem, response };
   };
 
+  const untilConnected: TestFleet['untilConnected'] = async (agentId, timeoutMs = 20_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const agents = await rest<{ id: string; controlStream: boolean }[]>('GET', '/v1/agents');
+      if (agents.body.some((a) => a.id === agentId && a.controlStream)) return;
+      if (Date.now() > deadline) throw new Error(`agent ${agentId} never opened its control stream`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
   return {
     controller,
     dataDir,
+    untilConnected,
     caPem,
     adminToken,
     redis,

@@ -36,6 +36,50 @@ export interface ControllerProcess {
   stop(): Promise<number | null>;
 }
 
+interface ShoalProcess {
+  child: ChildProcess;
+  logs: string[];
+  /** Resolves with the first log line containing `marker`, parsed as JSON. */
+  ready<T>(marker: string, timeoutMs: number): Promise<T>;
+  stop(): Promise<number | null>;
+}
+
+/** Spawns a long-running `shoal` command, collecting its output lines. */
+function spawnShoal(args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ShoalProcess {
+  const child = spawn(process.execPath, [...nodeArgs, SHOAL_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on('line', (line) => logs.push(line));
+  return {
+    child,
+    logs,
+    ready: <T>(marker: string, timeoutMs: number) =>
+      new Promise<T>((resolveReady, reject) => {
+        const name = args.slice(0, 2).join(' ');
+        const timer = setTimeout(() => reject(new Error(`${name} did not start in time:\n${logs.join('\n')}`)), timeoutMs);
+        const poll = setInterval(() => {
+          const line = logs.find((l) => l.includes(marker));
+          if (!line) return;
+          clearInterval(poll);
+          clearTimeout(timer);
+          resolveReady(JSON.parse(line) as T);
+        }, 25);
+        void exited.then((code) => {
+          clearInterval(poll);
+          clearTimeout(timer);
+          reject(new Error(`${name} exited with ${code} before starting:\n${logs.join('\n')}`));
+        });
+      }),
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(killer);
+      return code;
+    },
+  };
+}
+
 /**
  * Starts `shoal controller start` as a real process on free loopback ports and waits for its
  * "controller started" line.
@@ -48,9 +92,9 @@ export async function startControllerProcess(options: {
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR'] to see where a benchmark's time goes. */
   nodeArgs?: string[];
 }): Promise<ControllerProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), SHOAL_BIN, 'controller', 'start', '--data-dir', options.dataDir], {
-    env: {
-      ...process.env,
+  const started = spawnShoal(
+    ['controller', 'start', '--data-dir', options.dataDir],
+    {
       REDIS_URL: options.redisUrl,
       SHOAL_REST_LISTEN: '127.0.0.1:0',
       SHOAL_GRPC_LISTEN: '127.0.0.1:0',
@@ -58,43 +102,39 @@ export async function startControllerProcess(options: {
       SHOAL_LOG_LEVEL: 'info',
       ...options.env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', (line) => logs.push(line));
-  const started = await new Promise<{ rest: string; grpc: number; enroll: number }>((resolveStart, reject) => {
-    const timer = setTimeout(() => reject(new Error(`controller did not start in time:\n${logs.join('\n')}`)), options.timeoutMs ?? 30_000);
-    const poll = setInterval(() => {
-      for (const line of logs) {
-        if (!line.includes('controller started')) continue;
-        clearInterval(poll);
-        clearTimeout(timer);
-        resolveStart(JSON.parse(line) as { rest: string; grpc: number; enroll: number });
-        return;
-      }
-    }, 25);
-    void exited.then((code) => {
-      clearInterval(poll);
-      clearTimeout(timer);
-      reject(new Error(`controller exited with ${code} before starting:\n${logs.join('\n')}`));
-    });
-  });
-  const restPort = Number(new URL(started.rest).port);
+    options.nodeArgs,
+  );
+  const line = await started.ready<{ rest: string; grpc: number; enroll: number }>('controller started', options.timeoutMs ?? 30_000);
+  const restPort = Number(new URL(line.rest).port);
   return {
-    process: child,
+    process: started.child,
     dataDir: options.dataDir,
     restUrl: `https://127.0.0.1:${restPort}`,
     restPort,
-    grpcAddress: `127.0.0.1:${started.grpc}`,
-    enrollAddress: `127.0.0.1:${started.enroll}`,
-    logs,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      const code = await exited;
-      clearTimeout(killer);
-      return code;
-    },
+    grpcAddress: `127.0.0.1:${line.grpc}`,
+    enrollAddress: `127.0.0.1:${line.enroll}`,
+    logs: started.logs,
+    stop: started.stop,
   };
+}
+
+export interface AgentProcess {
+  process: ChildProcess;
+  dataDir: string;
+  agentId: string;
+  peerPort: number;
+  logs: string[];
+  stop(): Promise<number | null>;
+}
+
+/** Starts `shoal agent start` as a real process listening on loopback and waits for "agent started". */
+export async function startAgentProcess(options: { dataDir: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<AgentProcess> {
+  const started = spawnShoal(['agent', 'start', '--data-dir', options.dataDir], {
+    SHOAL_PEER_LISTEN: '127.0.0.1:0',
+    SHOAL_ADVERTISE_ADDRESS: '127.0.0.1',
+    SHOAL_LOG_LEVEL: 'info',
+    ...options.env,
+  });
+  const line = await started.ready<{ agentId: string; peerPort: number }>('agent started', options.timeoutMs ?? 30_000);
+  return { process: started.child, dataDir: options.dataDir, agentId: line.agentId, peerPort: line.peerPort, logs: started.logs, stop: started.stop };
 }

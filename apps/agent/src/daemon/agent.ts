@@ -1,0 +1,294 @@
+import { Agent as HttpsAgent } from 'node:https';
+import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { RevocationSet, verifyRevocationList } from '@shoal/pki';
+import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, shoalV1, unary } from '@shoal/proto';
+import { PackageStore } from '@shoal/store';
+import { truncatedInfoHash } from '@shoal/torrent';
+import { NodeFetcher, ReleaseVerifier } from '@shoal/trust';
+import { ControlClient } from '../control/control-client';
+import { CertificateRenewer } from '../identity/renewer';
+import { loadIdentity } from '../identity/state';
+import { type WirePackage, wireName } from '../peer/admission';
+import { type AdmittedConnection, PeerServer, type TlsIdentity, connectToPeer } from '../peer/tls';
+import { PackageSession } from '../session/package-session';
+import { Catalog, type CatalogEntry } from './catalog';
+import type { AgentConfig } from './config';
+
+export const AGENT_SOFTWARE_VERSION = '0.1.0';
+
+interface ActivePackage {
+  entry: CatalogEntry;
+  pkg: WirePackage;
+  store: PackageStore;
+  session: PackageSession;
+  dialled: Set<string>;
+  announceTimer?: NodeJS.Timeout;
+  completed: Promise<void>;
+}
+
+export interface RunningAgent {
+  agentId: string;
+  peerPort: number;
+  statusSocket: string;
+  fetch(name: string, version: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The agent daemon: identity kept fresh, control stream, peer-wire listener, and one session per
+ * package — fetched releases are verified with TUF before their swarm is joined, announced to the
+ * tracker, downloaded piece by verified piece, finished atomically, then seeded.
+ */
+export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
+  const log = pino({ level: config.logLevel, base: { service: 'shoal-agent' } });
+  const files = await loadIdentity(config.dataDir);
+  const { agentId, fleet, endpoints } = files.enrollment;
+  let identity: TlsIdentity = { keyPem: files.keyPem, certPem: files.certPem, caPem: files.caPem };
+  let revocations = new RevocationSet({ fleet, version: 0, issuedAt: new Date(0), revoked: [] });
+  const peerId = Buffer.concat([Buffer.from('-SH0100-'), randomBytes(12)]);
+  const catalog = new Catalog(join(config.dataDir, 'packages'));
+  const storeRoot = join(config.dataDir, 'store');
+  const active = new Map<string, ActivePackage>();
+  const metrics = agentMetrics();
+
+  const peerServer = new PeerServer({
+    identity,
+    fleet,
+    packageFor: (hex) => active.get(hex)?.pkg,
+    isRevoked: (serial) => revocations.has(serial),
+  });
+  peerServer.on('connection', (c: AdmittedConnection) => active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId));
+  peerServer.on('refused', (r: { code: string; message: string }) => {
+    metrics.refused.inc({ code: r.code });
+    log.info(r, 'peer refused');
+  });
+  const address = await peerServer.listen(config.peerListen.port, config.peerListen.host);
+
+  const trackerClient = () =>
+    new (shoalV1().Tracker)(endpoints.grpc, grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)));
+  let tracker = trackerClient();
+
+  const renewer = new CertificateRenewer({ dataDir: config.dataDir, keyPem: identity.keyPem, certPem: identity.certPem, caPem: identity.caPem, controller: endpoints.grpc });
+  renewer.on('renewed', (certPem: string) => {
+    identity = { ...identity, certPem };
+    peerServer.setIdentity(identity);
+    tracker.close();
+    tracker = trackerClient();
+    log.info('certificate renewed');
+  });
+  renewer.on('failed', (err: Error) => log.warn({ err: err.message }, 'certificate renewal failed; retrying'));
+  renewer.start();
+
+  const announce = async (entry: ActivePackage, event: AnnounceEvent): Promise<AnnounceResponse | undefined> => {
+    const progress = entry.session.progress;
+    const left = (progress.totalPieces - progress.verifiedPieces) * entry.entry.metainfo.pieceLength;
+    try {
+      return await unary<object, AnnounceResponse>(tracker, 'Announce', {
+        infoHash: truncatedInfoHash(entry.entry.metainfo.infoHash),
+        port: address.port,
+        addresses: config.advertiseAddress ? [config.advertiseAddress] : [],
+        left: Math.max(0, left),
+        uploaded: progress.bytesUploaded,
+        downloaded: progress.bytesDownloaded,
+        event,
+        numwant: config.maxPeersPerPackage,
+      });
+    } catch (err) {
+      log.warn({ package: entry.entry.name, err: (err as grpc.ServiceError).details ?? (err as Error).message }, 'announce failed');
+      return undefined;
+    }
+  };
+
+  const dial = (entry: ActivePackage, response: AnnounceResponse) => {
+    if (entry.session.isComplete()) return;
+    for (const peer of response.peers) {
+      if (peer.agentId === agentId || entry.dialled.has(peer.agentId) || entry.dialled.size >= config.maxPeersPerPackage) continue;
+      const host = peer.addresses[0];
+      if (!host) continue;
+      entry.dialled.add(peer.agentId);
+      connectToPeer({ host, port: peer.port, pkg: entry.pkg, identity, fleet, isRevoked: (s) => revocations.has(s) }).then(
+        (c) => {
+          c.socket.once('close', () => entry.dialled.delete(peer.agentId));
+          entry.session.attach(c.socket, 'initiator', c.peer.agentId);
+        },
+        (err: Error) => {
+          entry.dialled.delete(peer.agentId);
+          log.info({ peer: peer.agentId, err: err.message }, 'could not connect to peer');
+        },
+      );
+    }
+  };
+
+  const schedule = (entry: ActivePackage, seconds: number) => {
+    entry.announceTimer = setTimeout(async () => {
+      const response = await announce(entry, 'ANNOUNCE_EVENT_NONE');
+      if (response) dial(entry, response);
+      if (active.get(entry.entry.infoHashHex) === entry) schedule(entry, response?.intervalSeconds ?? 30);
+    }, seconds * 1000);
+    entry.announceTimer.unref();
+  };
+
+  const activate = async (entry: CatalogEntry): Promise<ActivePackage> => {
+    const existing = active.get(wireName(entry.metainfo.infoHash));
+    if (existing) return existing;
+    const store = await PackageStore.open({ root: storeRoot, metainfo: entry.metainfo });
+    const session = new PackageSession({ metainfo: entry.metainfo, store, peerId });
+    const pkg: WirePackage = { name: entry.name, infoHash: entry.metainfo.infoHash };
+    let markComplete: () => void = () => undefined;
+    const completed = new Promise<void>((resolve) => (markComplete = resolve));
+    const item: ActivePackage = { entry, pkg, store, session, dialled: new Set(), completed };
+    active.set(wireName(entry.metainfo.infoHash), item);
+    const onComplete = async () => {
+      await store.finish();
+      metrics.completed.inc();
+      log.info({ package: `${entry.name}@${entry.version}`, path: store.completePackagePath }, 'package complete and verified');
+      await announce(item, 'ANNOUNCE_EVENT_COMPLETED');
+      markComplete();
+    };
+    if (session.isComplete()) await onComplete();
+    else session.once('complete', () => void onComplete().catch((err: Error) => log.error({ err: err.message }, 'finishing failed')));
+    const first = await announce(item, 'ANNOUNCE_EVENT_STARTED');
+    if (first) dial(item, first);
+    schedule(item, first?.intervalSeconds ?? 5);
+    return item;
+  };
+
+  const verifier = new ReleaseVerifier({
+    metadataDir: join(config.dataDir, 'tuf'),
+    trustedRootBytes: files.tufRoot,
+    metadataBaseUrl: endpoints.tufMetadata,
+    targetBaseUrl: endpoints.tufTargets,
+    fetcher: new NodeFetcher({ agent: new HttpsAgent({ ca: identity.caPem, keepAlive: true }) }),
+  });
+
+  const fetch = async (name: string, version: string): Promise<void> => {
+    // Only a release that TUF verifies names a swarm worth joining.
+    const release = await verifier.verifyRelease(name, version);
+    const entry = await catalog.add({ name, version, metainfoBytes: release.metainfoBytes });
+    const item = await activate(entry);
+    await item.completed;
+  };
+
+  const onCommand = (command: ControllerCommand, reply: (ok: boolean, message?: string) => void) => {
+    if (command.fetch) {
+      const { name, version } = command.fetch;
+      fetch(name, version).then(
+        () => reply(true, `${name}@${version} complete`),
+        (err: Error) => {
+          log.warn({ release: `${name}@${version}`, err: err.message }, 'fetch failed');
+          reply(false, err.message);
+        },
+      );
+    } else if (command.revocations) {
+      try {
+        const list = verifyRevocationList(command.revocations, identity.caPem, { fleet, minVersion: revocations.version });
+        revocations = new RevocationSet(list);
+        metrics.revocationVersion.set(list.version);
+        const closed = peerServer.enforceRevocations();
+        log.info({ version: list.version, closed }, 'revocation list applied');
+        reply(true);
+      } catch (err) {
+        reply(false, (err as Error).message);
+      }
+    } else if (command.renew) {
+      renewer.renewNow().then(
+        () => reply(true),
+        (err: Error) => reply(false, err.message),
+      );
+    } else {
+      reply(false, 'unsupported command');
+    }
+  };
+
+  const control = new ControlClient({
+    controller: endpoints.grpc,
+    identity: () => identity,
+    softwareVersion: AGENT_SOFTWARE_VERSION,
+    revocationVersion: () => revocations.version,
+  });
+  control.on('command', onCommand);
+  control.on('connected', () => log.info('control stream open'));
+  control.on('rejected', (s: { details: string }) => log.error({ reason: s.details }, 'the controller refuses this agent'));
+  control.start();
+
+  for (const entry of await catalog.list()) {
+    activate(entry).catch((err: Error) => log.error({ package: entry.name, err: err.message }, 'could not resume package'));
+  }
+
+  const status = await serveStatus(config.statusSocket, () => ({
+    agentId,
+    fleet,
+    peerPort: address.port,
+    revocationVersion: revocations.version,
+    packages: [...active.values()].map((a) => ({
+      name: a.entry.name,
+      version: a.entry.version,
+      infoHash: a.entry.infoHashHex,
+      complete: a.session.isComplete(),
+      ...a.session.progress,
+      path: a.session.isComplete() ? a.store.completePackagePath : null,
+    })),
+  }), metrics.registry);
+
+  log.info({ agentId, fleet, peerPort: address.port, status: config.statusSocket }, 'agent started');
+  return {
+    agentId,
+    peerPort: address.port,
+    statusSocket: config.statusSocket,
+    fetch,
+    close: async () => {
+      control.stop();
+      renewer.stop();
+      for (const item of active.values()) {
+        if (item.announceTimer) clearTimeout(item.announceTimer);
+        await announce(item, 'ANNOUNCE_EVENT_STOPPED');
+        await item.session.close();
+        await item.store.close();
+      }
+      tracker.close();
+      await peerServer.close();
+      await new Promise<void>((resolve) => status.close(() => resolve()));
+    },
+  };
+}
+
+function agentMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'shoal_agent_' });
+  return {
+    registry,
+    refused: new Counter({ name: 'shoal_agent_peers_refused_total', help: 'peer connections refused, by reason', labelNames: ['code'] as const, registers: [registry] }),
+    completed: new Counter({ name: 'shoal_agent_packages_completed_total', help: 'packages downloaded and verified', registers: [registry] }),
+    revocationVersion: new Gauge({ name: 'shoal_agent_revocation_list_version', help: 'version of the revocation list applied', registers: [registry] }),
+  };
+}
+
+/** The local status API: GET /status (JSON) and GET /metrics, on a unix socket only this host reaches. */
+async function serveStatus(socketPath: string, status: () => object, registry: Registry): Promise<Server> {
+  await rm(socketPath, { force: true });
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/status') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(status()));
+    } else if (req.method === 'GET' && req.url === '/metrics') {
+      registry.metrics().then((text) => {
+        res.setHeader('content-type', registry.contentType);
+        res.end(text);
+      });
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  return server;
+}

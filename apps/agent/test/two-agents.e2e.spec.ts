@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type AgentProcess, type TestFleet, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
+
+/**
+ * Two agents as real processes with a real controller: A seeds a published package from local
+ * data; B is told to fetch it over its control stream, verifies the release with TUF, finds A
+ * through the tracker, downloads every piece over the mutual-TLS peer wire, and seeds it.
+ */
+let fleet: TestFleet;
+let scratch: { path: string; remove(): Promise<void> };
+const agents: AgentProcess[] = [];
+
+beforeAll(async () => {
+  fleet = await startTestFleet(8, 'pair');
+  scratch = await scratchDir('two-agents');
+}, 60_000);
+
+afterAll(async () => {
+  for (const agent of agents) await agent.stop();
+  await fleet?.stop();
+  await scratch?.remove();
+});
+
+async function enrolledAgentDir(name: string): Promise<string> {
+  const token = (await fleet.rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName: name } })).body.token;
+  const dataDir = join(scratch.path, name);
+  const run = runShoal(['agent', 'enroll', '--token', token, '--controller', fleet.controller.enrollAddress, '--ca', join(fleet.dataDir, 'ca', 'ca.pem'), '--data-dir', dataDir]);
+  if (run.status !== 0) throw new Error(run.stderr);
+  return dataDir;
+}
+
+function status(dataDir: string): { packages: { name: string; complete: boolean; verifiedPieces: number; totalPieces: number; path: string | null }[] } {
+  const run = runShoal(['status', '--data-dir', dataDir, '--json']);
+  if (run.status !== 0) throw new Error(run.stderr);
+  return JSON.parse(run.stdout);
+}
+
+test('agent B fetches a published package from agent A over the peer wire, verifies it and seeds it', async () => {
+  const release = join(scratch.path, 'release');
+  mkdirSync(join(release, 'bin'), { recursive: true });
+  writeFileSync(join(release, 'bin', 'app'), randomBytes(3 * 1024 * 1024 + 123));
+  writeFileSync(join(release, 'data.bin'), randomBytes(5 * 1024 * 1024));
+  writeFileSync(join(release, 'empty'), '');
+  const pkg = join(scratch.path, 'app.torrent');
+  expect(runShoal(['pack', release, '-o', pkg, '--piece-length', '64K', '--ca', join(fleet.dataDir, 'ca', 'ca.pem')]).status).toBe(0);
+  expect(runShoal(['publish', pkg, '--name', 'app', '--version', '1.0.0', '--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl]).status).toBe(0);
+
+  const dirA = await enrolledAgentDir('agent-a');
+  const imported = runShoal(['agent', 'import', pkg, release, '--name', 'app', '--version', '1.0.0', '--data-dir', dirA]);
+  expect(imported.stderr).toBe('');
+  agents.push(await startAgentProcess({ dataDir: dirA }));
+  const dirB = await enrolledAgentDir('agent-b');
+  agents.push(await startAgentProcess({ dataDir: dirB }));
+  await fleet.untilConnected('agent-b');
+
+  const sent = await fleet.rest<{ commandId: string }>('POST', '/v1/agents/agent-b/fetch', { json: { name: 'app', version: '1.0.0' } });
+  expect(sent.status).toBe(202);
+  const deadline = Date.now() + 60_000;
+  let app = status(dirB).packages.find((p) => p.name === 'app');
+  while (!app?.complete) {
+    if (Date.now() > deadline) throw new Error(`B did not complete: ${JSON.stringify(app)}\n${agents[1]?.logs.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 250));
+    app = status(dirB).packages.find((p) => p.name === 'app');
+  }
+  expect(app.verifiedPieces).toBe(app.totalPieces);
+  const verified = runShoal(['verify', pkg, app.path as string]);
+  expect(verified.stdout).toMatch(/^ok: 3 files/);
+  expect(verified.status).toBe(0);
+  const deadlineResult = Date.now() + 10_000;
+  while (!fleet.controller.logs.some((l) => l.includes('command result') && l.includes(sent.body.commandId))) {
+    if (Date.now() > deadlineResult) throw new Error('the controller never got the result');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(fleet.controller.logs.find((l) => l.includes(sent.body.commandId) && l.includes('command result'))).toMatch(/"ok":true/);
+}, 120_000);

@@ -1,0 +1,156 @@
+/**
+ * Agent benchmark: agent B fetches a package from agent A over the mutual-TLS peer wire (both
+ * real processes, with a real controller), against a plain Node TLS 1.3 socket pushing the same
+ * number of bytes in the same run; and B's peak RSS, which must not grow with package size.
+ *
+ * Usage: npm run bench -- agent [--size 1GiB] [--piece-length 1M]
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, openSync, readFileSync, closeSync, writeSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { connect, createServer } from 'node:tls';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CertificateAuthority, generateRsaKeyPair } from '@shoal/pki';
+import { type AgentProcess, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
+
+const RESULTS_DIR = join(__dirname, 'results');
+const MiB = 1024 * 1024;
+const TARGETS = { throughputVsPlainTls: 0.7, peakRssMiB: 200 };
+
+function parseSize(text: string): number {
+  const match = /^(\d+)\s*(k|kib|m|mib|g|gib)?$/i.exec(text.trim());
+  const unit = { k: 1024, kib: 1024, m: MiB, mib: MiB, g: 1024 * MiB, gib: 1024 * MiB }[(match?.[2] ?? '').toLowerCase() as 'k'] ?? 1;
+  if (!match) throw new Error(`not a size: ${text}`);
+  return Number(match[1]) * unit;
+}
+
+/** Peak resident set of a live process, from /proc (VmHWM), in MiB. */
+function peakRssMiB(pid: number): number {
+  const kib = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+  return kib / 1024;
+}
+
+function writeRandomFile(path: string, size: number): void {
+  const chunk = randomBytes(16 * MiB);
+  const fd = openSync(path, 'w');
+  try {
+    for (let offset = 0, n = 0; offset < size; offset += chunk.length, n++) {
+      chunk.writeUInt32LE(n, 0);
+      writeSync(fd, chunk, 0, Math.min(chunk.length, size - offset));
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Seconds for one TLS 1.3 connection on loopback to carry `size` bytes: the baseline. */
+async function plainTlsSeconds(size: number, caPem: string, server: { keyPem: string; certPem: string }): Promise<number> {
+  const tls = createServer({ key: server.keyPem, cert: server.certPem, minVersion: 'TLSv1.3' }, (socket) => {
+    const block = randomBytes(MiB);
+    let sent = 0;
+    const pump = () => {
+      while (sent < size) {
+        const n = Math.min(block.length, size - sent);
+        sent += n;
+        if (!socket.write(n === block.length ? block : block.subarray(0, n))) return void socket.once('drain', pump);
+      }
+      socket.end();
+    };
+    pump();
+  });
+  await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', () => resolve()));
+  const port = (tls.address() as { port: number }).port;
+  const started = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca: caPem, servername: 'localhost', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    let received = 0;
+    socket.on('data', (d: Buffer) => (received += d.length));
+    socket.on('end', () => (received === size ? resolve() : reject(new Error(`got ${received} of ${size}`))));
+    socket.on('error', reject);
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  tls.close();
+  return seconds;
+}
+
+export async function agentBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { size: { type: 'string' }, 'piece-length': { type: 'string' } } });
+  const size = parseSize(values.size ?? '1GiB');
+  const fleet = await startTestFleet(7, 'bench');
+  const scratch = await scratchDir('agent-bench');
+  const agents: AgentProcess[] = [];
+  try {
+    const release = join(scratch.path, 'release');
+    mkdirSync(release);
+    writeRandomFile(join(release, 'payload.bin'), size);
+    const pkg = join(scratch.path, 'bench.torrent');
+    const caFile = join(fleet.dataDir, 'ca', 'ca.pem');
+    const packed = runShoal(['pack', release, '-o', pkg, '--ca', caFile, ...(values['piece-length'] ? ['--piece-length', values['piece-length']] : [])]);
+    if (packed.status !== 0) throw new Error(packed.stderr);
+    if (runShoal(['publish', pkg, '--name', 'bench', '--version', '1.0.0', '--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl]).status !== 0) throw new Error('publish failed');
+    const enroll = async (name: string) => {
+      const token = (await fleet.rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName: name } })).body.token;
+      const dataDir = join(scratch.path, name);
+      if (runShoal(['agent', 'enroll', '--token', token, '--controller', fleet.controller.enrollAddress, '--ca', caFile, '--data-dir', dataDir]).status !== 0) throw new Error('enroll failed');
+      return dataDir;
+    };
+    const dirA = await enroll('seed');
+    if (runShoal(['agent', 'import', pkg, release, '--name', 'bench', '--version', '1.0.0', '--data-dir', dirA]).status !== 0) throw new Error('import failed');
+    agents.push(await startAgentProcess({ dataDir: dirA }));
+    const dirB = await enroll('leech');
+    const leech = await startAgentProcess({ dataDir: dirB });
+    agents.push(leech);
+    await fleet.untilConnected('leech');
+
+    const started = process.hrtime.bigint();
+    const sent = await fleet.rest('POST', '/v1/agents/leech/fetch', { json: { name: 'bench', version: '1.0.0' } });
+    if (sent.status !== 202) throw new Error(`fetch command: ${sent.status}`);
+    let completePath: string | null = null;
+    let peak = 0;
+    while (!completePath) {
+      await new Promise((r) => setTimeout(r, 100));
+      peak = Math.max(peak, peakRssMiB(leech.process.pid as number));
+      const status = JSON.parse(runShoal(['status', '--data-dir', dirB, '--json']).stdout) as { packages: { complete: boolean; path: string | null }[] };
+      if (status.packages[0]?.complete) completePath = status.packages[0].path;
+    }
+    const shoalSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+
+    const ca = CertificateAuthority.load(readFileSync(caFile, 'utf8'), readFileSync(join(fleet.dataDir, 'ca', 'ca-key.pem'), 'utf8'));
+    const key = generateRsaKeyPair();
+    const cert = ca.issueControllerCertificate({ dnsNames: ['localhost'], ipAddresses: [], publicKeyPem: key.publicKeyPem, now: new Date() });
+    const plainSeconds = await plainTlsSeconds(size, readFileSync(caFile, 'utf8'), { keyPem: key.keyPem, certPem: cert.certPem });
+
+    const verify = spawnSync(process.execPath, [join(__dirname, '..', '..', 'bin', 'shoal.js'), 'verify', pkg, completePath], { encoding: 'utf8' });
+    const report = {
+      startedAt: new Date().toISOString(),
+      machine: { cpuModel: cpus()[0]?.model ?? 'unknown', cpuCount: cpus().length, node: process.version },
+      sizeMiB: size / MiB,
+      shoal: { seconds: shoalSeconds, MiBps: size / MiB / shoalSeconds, note: 'from the fetch command to status complete: TUF verification, announce, connect, transfer, verify, finish' },
+      plainTls: { seconds: plainSeconds, MiBps: size / MiB / plainSeconds },
+      throughputVsPlainTls: plainSeconds / shoalSeconds,
+      leechPeakRssMiB: peak,
+      verifiedByCli: verify.status === 0,
+      targets: {
+        throughputVsPlainTls: { atLeast: TARGETS.throughputVsPlainTls, pass: plainSeconds / shoalSeconds >= TARGETS.throughputVsPlainTls },
+        peakRssMiB: { below: TARGETS.peakRssMiB, pass: peak < TARGETS.peakRssMiB },
+      },
+    };
+    await mkdir(RESULTS_DIR, { recursive: true });
+    const text = `${JSON.stringify(report, null, 2)}\n`;
+    await writeFile(join(RESULTS_DIR, `agent-${report.startedAt.replace(/:/g, '-')}.json`), text);
+    await writeFile(join(RESULTS_DIR, 'agent-latest.json'), text);
+    if (!report.verifiedByCli) throw new Error(`the fetched copy does not verify: ${verify.stdout}${verify.stderr}`);
+    console.log(
+      `agent: ${report.sizeMiB} MiB in ${shoalSeconds.toFixed(2)} s (${report.shoal.MiBps.toFixed(0)} MiB/s); plain TLS ${plainSeconds.toFixed(2)} s ` +
+        `(${report.plainTls.MiBps.toFixed(0)} MiB/s); ratio ${report.throughputVsPlainTls.toFixed(2)} (target >= ${TARGETS.throughputVsPlainTls}); ` +
+        `leech peak RSS ${peak.toFixed(0)} MiB (target < ${TARGETS.peakRssMiB})`,
+    );
+  } finally {
+    for (const agent of agents) await agent.stop();
+    await fleet.stop();
+    await scratch.remove();
+  }
+}
