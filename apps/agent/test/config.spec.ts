@@ -1,0 +1,31 @@
+import { join } from 'node:path';
+import { ConfigError } from '@shoal/config';
+import { runShoal } from '@shoal/testing';
+import { loadAgentConfig } from '../src/daemon/config';
+
+test('agent settings: defaults, the status socket beside the data, one line per bad field', () => {
+  const config = loadAgentConfig({ env: { SHOAL_AGENT_DATA_DIR: '/var/lib/shoal' } });
+  expect(config).toMatchObject({ peerListen: { host: '0.0.0.0', port: 6881 }, advertiseAddress: '', maxPeersPerPackage: 30, statusSocket: join('/var/lib/shoal', 'agent.sock') });
+  try {
+    loadAgentConfig({ env: { SHOAL_PEER_LISTEN: 'anywhere', SHOAL_MAX_PEERS: '0' } });
+    throw new Error('accepted bad settings');
+  } catch (err) {
+    expect((err as ConfigError).problems).toEqual([
+      'dataDir (SHOAL_AGENT_DATA_DIR): required: folder made by `shoal agent enroll`: identity, package store',
+      'peerListen (SHOAL_PEER_LISTEN): must be host:port (e.g. 127.0.0.1:7443 or [::1]:7443; port 0 picks a free one), got "anywhere"',
+      'maxPeersPerPackage (SHOAL_MAX_PEERS): must be an integer from 1 to 1000, got "0"',
+    ]);
+  }
+});
+
+test('`shoal agent start` refuses bad settings and a missing identity with exit 2 and a reason', () => {
+  const bad = runShoal(['agent', 'start', '--data-dir', '/nonexistent'], { SHOAL_MAX_PEERS: 'many' });
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toMatch(/^invalid configuration:\n {2}maxPeersPerPackage \(SHOAL_MAX_PEERS\)/);
+  const unenrolled = runShoal(['agent', 'start', '--data-dir', '/nonexistent']);
+  expect(unenrolled.status).toBe(2);
+  expect(unenrolled.stderr).toMatch(/no agent identity \(run "shoal agent enroll/);
+  const status = runShoal(['status', '--data-dir', '/nonexistent']);
+  expect(status.status).toBe(2);
+  expect(status.stderr).toMatch(/no agent answers at \/nonexistent\/agent.sock/);
+});
