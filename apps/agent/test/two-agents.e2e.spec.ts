@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AgentProcess, type TestFleet, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
+import { connectToPeer } from '../src/peer/tls';
 
 /**
  * Two agents as real processes with a real controller: A seeds a published package from local
@@ -74,4 +75,29 @@ test('agent B fetches a published package from agent A over the peer wire, verif
     await new Promise((r) => setTimeout(r, 100));
   }
   expect(fleet.controller.logs.find((l) => l.includes(sent.body.commandId) && l.includes('command result'))).toMatch(/"ok":true/);
+
+  // Garbage from an admitted fleet peer on a live connection: A closes it with a typed reason
+  // and keeps serving.
+  const intruder = await fleet.enroll();
+  const seedA = agents[0] as AgentProcess;
+  const infoHash = Buffer.from(JSON.parse(runShoal(['inspect', pkg, '--json']).stdout).infoHash, 'hex');
+  const garbage = await connectToPeer({
+    host: '127.0.0.1',
+    port: seedA.peerPort,
+    pkg: { name: 'app', infoHash },
+    identity: { keyPem: intruder.keyPem, certPem: intruder.certPem, caPem: fleet.caPem },
+    fleet: 'pair',
+    isRevoked: () => false,
+  });
+  const closed = new Promise<void>((resolve) => garbage.socket.once('close', () => resolve()));
+  garbage.socket.write(randomBytes(4096));
+  await closed;
+  const deadlineLog = Date.now() + 5000;
+  while (!seedA.logs.some((l) => l.includes('peer connection closed') && l.includes(intruder.agentId))) {
+    if (Date.now() > deadlineLog) throw new Error(`no typed close logged:\n${seedA.logs.slice(-10).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(seedA.logs.find((l) => l.includes('peer connection closed') && l.includes(intruder.agentId))).toMatch(/"code":"WIRE_[A-Z_]+"/);
+  expect(status(dirA).packages[0]?.complete).toBe(true);
+  expect(seedA.process.exitCode).toBeNull();
 }, 120_000);

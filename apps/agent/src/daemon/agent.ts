@@ -139,6 +139,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     if (existing) return existing;
     const store = await PackageStore.open({ root: storeRoot, metainfo: entry.metainfo });
     const session = new PackageSession({ metainfo: entry.metainfo, store, peerId });
+    session.on('peer-closed', (e: { peerName: string; reason: { code: string; message: string } }) =>
+      log.info({ package: entry.name, peer: e.peerName, code: e.reason.code, reason: e.reason.message }, 'peer connection closed'),
+    );
+    session.on('peer-banned', (e: { peerName: string; strikes: number }) => log.warn({ package: entry.name, ...e }, 'peer banned for corrupt data'));
+    session.on('piece-corrupt', (e: { index: number; peers: string[] }) => log.warn({ package: entry.name, ...e }, 'piece failed verification'));
     const pkg: WirePackage = { name: entry.name, infoHash: entry.metainfo.infoHash };
     let markComplete: () => void = () => undefined;
     const completed = new Promise<void>((resolve) => (markComplete = resolve));
