@@ -3,7 +3,8 @@
  * real processes, with a real controller), against a plain Node TLS 1.3 socket pushing the same
  * number of bytes in the same run; and B's peak RSS, which must not grow with package size.
  *
- * Usage: npm run bench -- agent [--size 1GiB] [--piece-length 1M]
+ * Usage: npm run bench -- agent [--size 1GiB] [--piece-length 1M] [--profile DIR]
+ * (--profile writes both agents' CPU profiles to DIR)
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -77,7 +78,8 @@ async function plainTlsSeconds(size: number, caPem: string, server: { keyPem: st
 }
 
 export async function agentBench(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { size: { type: 'string' }, 'piece-length': { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { size: { type: 'string' }, 'piece-length': { type: 'string' }, profile: { type: 'string' } } });
+  const nodeArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
   const size = parseSize(values.size ?? '1GiB');
   const fleet = await startTestFleet(7, 'bench');
   const scratch = await scratchDir('agent-bench');
@@ -99,9 +101,9 @@ export async function agentBench(argv: string[]): Promise<void> {
     };
     const dirA = await enroll('seed');
     if (runShoal(['agent', 'import', pkg, release, '--name', 'bench', '--version', '1.0.0', '--data-dir', dirA]).status !== 0) throw new Error('import failed');
-    agents.push(await startAgentProcess({ dataDir: dirA }));
+    agents.push(await startAgentProcess({ dataDir: dirA, nodeArgs }));
     const dirB = await enroll('leech');
-    const leech = await startAgentProcess({ dataDir: dirB });
+    const leech = await startAgentProcess({ dataDir: dirB, nodeArgs });
     agents.push(leech);
     await fleet.untilConnected('leech');
 
@@ -110,13 +112,21 @@ export async function agentBench(argv: string[]): Promise<void> {
     if (sent.status !== 202) throw new Error(`fetch command: ${sent.status}`);
     let completePath: string | null = null;
     let peak = 0;
+    let firstPieceSeconds: number | undefined;
+    let allVerifiedSeconds: number | undefined;
+    const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
     while (!completePath) {
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 50));
       peak = Math.max(peak, peakRssMiB(leech.process.pid as number));
-      const status = JSON.parse(runShoal(['status', '--data-dir', dirB, '--json']).stdout) as { packages: { complete: boolean; path: string | null }[] };
-      if (status.packages[0]?.complete) completePath = status.packages[0].path;
+      const status = JSON.parse(runShoal(['status', '--data-dir', dirB, '--json']).stdout) as {
+        packages: { complete: boolean; path: string | null; verifiedPieces: number; totalPieces: number }[];
+      };
+      const p = status.packages[0];
+      if (p && p.verifiedPieces > 0) firstPieceSeconds ??= elapsed();
+      if (p && p.verifiedPieces === p.totalPieces) allVerifiedSeconds ??= elapsed();
+      if (p?.complete) completePath = p.path;
     }
-    const shoalSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const shoalSeconds = elapsed();
 
     const ca = CertificateAuthority.load(readFileSync(caFile, 'utf8'), readFileSync(join(fleet.dataDir, 'ca', 'ca-key.pem'), 'utf8'));
     const key = generateRsaKeyPair();
@@ -128,7 +138,15 @@ export async function agentBench(argv: string[]): Promise<void> {
       startedAt: new Date().toISOString(),
       machine: { cpuModel: cpus()[0]?.model ?? 'unknown', cpuCount: cpus().length, node: process.version },
       sizeMiB: size / MiB,
-      shoal: { seconds: shoalSeconds, MiBps: size / MiB / shoalSeconds, note: 'from the fetch command to status complete: TUF verification, announce, connect, transfer, verify, finish' },
+      shoal: {
+        seconds: shoalSeconds,
+        MiBps: size / MiB / shoalSeconds,
+        note: 'from the fetch command to status complete: TUF verification, announce, connect, transfer, verify, finish (fsync)',
+        // Phases, as seen by polling the status socket (about 50 ms resolution plus a CLI start each poll).
+        firstPieceSeconds,
+        allPiecesVerifiedSeconds: allVerifiedSeconds,
+        transferMiBps: allVerifiedSeconds && firstPieceSeconds ? size / MiB / (allVerifiedSeconds - firstPieceSeconds) : undefined,
+      },
       plainTls: { seconds: plainSeconds, MiBps: size / MiB / plainSeconds },
       throughputVsPlainTls: plainSeconds / shoalSeconds,
       leechPeakRssMiB: peak,
@@ -146,6 +164,7 @@ export async function agentBench(argv: string[]): Promise<void> {
     console.log(
       `agent: ${report.sizeMiB} MiB in ${shoalSeconds.toFixed(2)} s (${report.shoal.MiBps.toFixed(0)} MiB/s); plain TLS ${plainSeconds.toFixed(2)} s ` +
         `(${report.plainTls.MiBps.toFixed(0)} MiB/s); ratio ${report.throughputVsPlainTls.toFixed(2)} (target >= ${TARGETS.throughputVsPlainTls}); ` +
+        `first piece at ${firstPieceSeconds?.toFixed(2)} s, all verified at ${allVerifiedSeconds?.toFixed(2)} s; ` +
         `leech peak RSS ${peak.toFixed(0)} MiB (target < ${TARGETS.peakRssMiB})`,
     );
   } finally {

@@ -100,4 +100,7 @@ test('agent B fetches a published package from agent A over the peer wire, verif
   expect(seedA.logs.find((l) => l.includes('peer connection closed') && l.includes(intruder.agentId))).toMatch(/"code":"WIRE_[A-Z_]+"/);
   expect(status(dirA).packages[0]?.complete).toBe(true);
   expect(seedA.process.exitCode).toBeNull();
+
+  // SIGTERM: both agents, each with a package and live peer connections, stop cleanly.
+  for (const agent of agents.splice(0)) expect(await agent.stop()).toBe(0);
 }, 120_000);

@@ -128,13 +128,17 @@ export interface AgentProcess {
 }
 
 /** Starts `shoal agent start` as a real process listening on loopback and waits for "agent started". */
-export async function startAgentProcess(options: { dataDir: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<AgentProcess> {
-  const started = spawnShoal(['agent', 'start', '--data-dir', options.dataDir], {
-    SHOAL_PEER_LISTEN: '127.0.0.1:0',
-    SHOAL_ADVERTISE_ADDRESS: '127.0.0.1',
-    SHOAL_LOG_LEVEL: 'info',
-    ...options.env,
-  });
+export async function startAgentProcess(options: { dataDir: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; nodeArgs?: string[] }): Promise<AgentProcess> {
+  const started = spawnShoal(
+    ['agent', 'start', '--data-dir', options.dataDir],
+    {
+      SHOAL_PEER_LISTEN: '127.0.0.1:0',
+      SHOAL_ADVERTISE_ADDRESS: '127.0.0.1',
+      SHOAL_LOG_LEVEL: 'info',
+      ...options.env,
+    },
+    options.nodeArgs,
+  );
   const line = await started.ready<{ agentId: string; peerPort: number }>('agent started', options.timeoutMs ?? 30_000);
   return { process: started.child, dataDir: options.dataDir, agentId: line.agentId, peerPort: line.peerPort, logs: started.logs, stop: started.stop };
 }

@@ -164,12 +164,14 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     return item;
   };
 
+  // Kept alive between TUF fetches; destroyed on close, or its idle sockets would keep the process up.
+  const tufAgent = new HttpsAgent({ ca: identity.caPem, keepAlive: true });
   const verifier = new ReleaseVerifier({
     metadataDir: join(config.dataDir, 'tuf'),
     trustedRootBytes: files.tufRoot,
     metadataBaseUrl: endpoints.tufMetadata,
     targetBaseUrl: endpoints.tufTargets,
-    fetcher: new NodeFetcher({ agent: new HttpsAgent({ ca: identity.caPem, keepAlive: true }) }),
+    fetcher: new NodeFetcher({ agent: tufAgent }),
   });
 
   const fetch = async (name: string, version: string): Promise<void> => {
@@ -257,6 +259,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
         await item.store.close();
       }
       tracker.close();
+      tufAgent.destroy();
       await peerServer.close();
       await new Promise<void>((resolve) => status.close(() => resolve()));
     },
