@@ -93,16 +93,10 @@ export async function agentBench(argv: string[]): Promise<void> {
     const packed = runShoal(['pack', release, '-o', pkg, '--ca', caFile, ...(values['piece-length'] ? ['--piece-length', values['piece-length']] : [])]);
     if (packed.status !== 0) throw new Error(packed.stderr);
     if (runShoal(['publish', pkg, '--name', 'bench', '--version', '1.0.0', '--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl]).status !== 0) throw new Error('publish failed');
-    const enroll = async (name: string) => {
-      const token = (await fleet.rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName: name } })).body.token;
-      const dataDir = join(scratch.path, name);
-      if (runShoal(['agent', 'enroll', '--token', token, '--controller', fleet.controller.enrollAddress, '--ca', caFile, '--data-dir', dataDir]).status !== 0) throw new Error('enroll failed');
-      return dataDir;
-    };
-    const dirA = await enroll('seed');
+    const dirA = await fleet.enrollAgentDir('seed', scratch.path);
     if (runShoal(['agent', 'import', pkg, release, '--name', 'bench', '--version', '1.0.0', '--data-dir', dirA]).status !== 0) throw new Error('import failed');
     agents.push(await startAgentProcess({ dataDir: dirA, nodeArgs }));
-    const dirB = await enroll('leech');
+    const dirB = await fleet.enrollAgentDir('leech', scratch.path);
     const leech = await startAgentProcess({ dataDir: dirB, nodeArgs });
     agents.push(leech);
     await fleet.untilConnected('leech');

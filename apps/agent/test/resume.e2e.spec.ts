@@ -71,16 +71,10 @@ test('an agent killed with SIGKILL mid-download resumes without refetching verif
   const caFile = join(fleet.dataDir, 'ca', 'ca.pem');
   expect(runShoal(['pack', release, '-o', pkg, '--piece-length', String(PIECE), '--ca', caFile]).status).toBe(0);
   expect(runShoal(['publish', pkg, '--name', 'image', '--version', '1.0.0', '--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl]).status).toBe(0);
-  const enroll = async (name: string) => {
-    const token = (await fleet.rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName: name } })).body.token;
-    const dataDir = join(scratch.path, name);
-    expect(runShoal(['agent', 'enroll', '--token', token, '--controller', fleet.controller.enrollAddress, '--ca', caFile, '--data-dir', dataDir]).status).toBe(0);
-    return dataDir;
-  };
-  const seedDir = await enroll('seed');
+  const seedDir = await fleet.enrollAgentDir('seed', scratch.path);
   expect(runShoal(['agent', 'import', pkg, release, '--name', 'image', '--version', '1.0.0', '--data-dir', seedDir]).status).toBe(0);
   agents.push(await startAgentProcess({ dataDir: seedDir }));
-  const leechDir = await enroll('leech');
+  const leechDir = await fleet.enrollAgentDir('leech', scratch.path);
   const leech = await startAgentProcess({ dataDir: leechDir });
   await fleet.untilConnected('leech');
   expect((await fleet.rest('POST', '/v1/agents/leech/fetch', { json: { name: 'image', version: '1.0.0' } })).status).toBe(202);

@@ -24,14 +24,6 @@ afterAll(async () => {
   await scratch?.remove();
 });
 
-async function enrolledAgentDir(name: string): Promise<string> {
-  const token = (await fleet.rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName: name } })).body.token;
-  const dataDir = join(scratch.path, name);
-  const run = runShoal(['agent', 'enroll', '--token', token, '--controller', fleet.controller.enrollAddress, '--ca', join(fleet.dataDir, 'ca', 'ca.pem'), '--data-dir', dataDir]);
-  if (run.status !== 0) throw new Error(run.stderr);
-  return dataDir;
-}
-
 function status(dataDir: string): { packages: { name: string; complete: boolean; verifiedPieces: number; totalPieces: number; path: string | null }[] } {
   const run = runShoal(['status', '--data-dir', dataDir, '--json']);
   if (run.status !== 0) throw new Error(run.stderr);
@@ -48,11 +40,11 @@ test('agent B fetches a published package from agent A over the peer wire, verif
   expect(runShoal(['pack', release, '-o', pkg, '--piece-length', '64K', '--ca', join(fleet.dataDir, 'ca', 'ca.pem')]).status).toBe(0);
   expect(runShoal(['publish', pkg, '--name', 'app', '--version', '1.0.0', '--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl]).status).toBe(0);
 
-  const dirA = await enrolledAgentDir('agent-a');
+  const dirA = await fleet.enrollAgentDir('agent-a', scratch.path);
   const imported = runShoal(['agent', 'import', pkg, release, '--name', 'app', '--version', '1.0.0', '--data-dir', dirA]);
   expect(imported.stderr).toBe('');
   agents.push(await startAgentProcess({ dataDir: dirA }));
-  const dirB = await enrolledAgentDir('agent-b');
+  const dirB = await fleet.enrollAgentDir('agent-b', scratch.path);
   agents.push(await startAgentProcess({ dataDir: dirB }));
   await fleet.untilConnected('agent-b');
 
