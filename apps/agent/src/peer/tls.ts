@@ -102,6 +102,7 @@ export class PeerServer extends EventEmitter {
       if (!pkg) throw new AdmissionError('PEER_UNKNOWN_PACKAGE', 'no SNI naming a package');
       const peer = admitPeer(socket.getPeerX509Certificate()?.raw, pkg, this.options.fleet, this.options.isRevoked);
       const connection = { socket, peer, pkg };
+      socket.setNoDelay(true);
       this.live.set(socket, connection);
       socket.once('close', () => this.live.delete(socket));
       this.emit('connection', connection);
@@ -149,6 +150,7 @@ export function connectToPeer(options: {
       clearTimeout(timer);
       try {
         const peer = admitPeer(socket.getPeerX509Certificate()?.raw, options.pkg, options.fleet, options.isRevoked);
+        socket.setNoDelay(true);
         resolve({ socket, peer, pkg: options.pkg });
       } catch (err) {
         socket.destroy();
