@@ -37,7 +37,7 @@ export interface EnrolledAgent {
   response: EnrollResponse;
 }
 
-export async function startTestFleet(db: number, fleet = 'e2e'): Promise<TestFleet> {
+export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: NodeJS.ProcessEnv = {}): Promise<TestFleet> {
   const redisUrl = redisDatabaseUrl(db);
   await ensureRedis();
   const redis = new Redis(redisUrl);
@@ -46,7 +46,7 @@ export async function startTestFleet(db: number, fleet = 'e2e'): Promise<TestFle
   const dataDir = join(scratch.path, 'data');
   const init = runShoal(['controller', 'init', '--data-dir', dataDir, '--fleet', fleet]);
   if (init.status !== 0) throw new Error(`controller init failed: ${init.stderr}`);
-  const controller = await startControllerProcess({ dataDir, redisUrl });
+  const controller = await startControllerProcess({ dataDir, redisUrl, env: controllerEnv });
   const caPem = await readFile(join(dataDir, 'ca', 'ca.pem'), 'utf8');
   const adminToken = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
   const clients: grpc.Client[] = [];

@@ -29,6 +29,8 @@ interface ActivePackage {
   session: PackageSession;
   dialled: Set<string>;
   announceTimer?: NodeJS.Timeout;
+  /** Backoff while the package has no peer (see nextAnnounce). */
+  retrySeconds?: number;
   completed: Promise<void>;
 }
 
@@ -125,11 +127,25 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     }
   };
 
+  /**
+   * Seconds until the next announce: the tracker's interval, except while an unfinished package
+   * has no peer at all, when waiting a whole interval would stall it (a seed may have announced
+   * a moment after us): then 1, 2, 4 ... seconds, up to the interval.
+   */
+  const nextAnnounce = (entry: ActivePackage, interval: number): number => {
+    if (entry.session.isComplete() || entry.session.progress.peers > 0) {
+      entry.retrySeconds = undefined;
+      return interval;
+    }
+    entry.retrySeconds = Math.min(interval, entry.retrySeconds === undefined ? 1 : entry.retrySeconds * 2);
+    return entry.retrySeconds;
+  };
+
   const schedule = (entry: ActivePackage, seconds: number) => {
     entry.announceTimer = setTimeout(async () => {
       const response = await announce(entry, 'ANNOUNCE_EVENT_NONE');
       if (response) dial(entry, response);
-      if (active.get(entry.entry.infoHashHex) === entry) schedule(entry, response?.intervalSeconds ?? 30);
+      if (active.get(wireName(entry.entry.metainfo.infoHash)) === entry) schedule(entry, nextAnnounce(entry, response?.intervalSeconds ?? 30));
     }, seconds * 1000);
     entry.announceTimer.unref();
   };
@@ -160,7 +176,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     else session.once('complete', () => void onComplete().catch((err: Error) => log.error({ err: err.message }, 'finishing failed')));
     const first = await announce(item, 'ANNOUNCE_EVENT_STARTED');
     if (first) dial(item, first);
-    schedule(item, first?.intervalSeconds ?? 5);
+    schedule(item, nextAnnounce(item, first?.intervalSeconds ?? 30));
     return item;
   };
 
@@ -175,8 +191,10 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   });
 
   const fetch = async (name: string, version: string): Promise<void> => {
+    log.info({ release: `${name}@${version}` }, 'fetching release');
     // Only a release that TUF verifies names a swarm worth joining.
     const release = await verifier.verifyRelease(name, version);
+    log.info({ release: `${name}@${version}`, infoHash: release.infoHash }, 'release verified with TUF');
     const entry = await catalog.add({ name, version, metainfoBytes: release.metainfoBytes });
     const item = await activate(entry);
     await item.completed;
