@@ -93,6 +93,15 @@ test('agent B fetches a published package from agent A over the peer wire, verif
   expect(status(dirA).packages[0]?.complete).toBe(true);
   expect(seedA.process.exitCode).toBeNull();
 
+  // Revoking A: B gets the new list on its control stream and closes the connection it dialled to A.
+  const leechB = agents[1] as AgentProcess;
+  expect((await fleet.rest('POST', '/v1/agents/agent-a/revoke', { json: {} })).status).toBe(201);
+  const deadlineRevoke = Date.now() + 10_000;
+  while (!leechB.logs.some((l) => l.includes('revocation list applied') && /"closed":[1-9]/.test(l))) {
+    if (Date.now() > deadlineRevoke) throw new Error(`B kept its connection to a revoked peer:\n${leechB.logs.slice(-10).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
   // SIGTERM: both agents, each with a package and live peer connections, stop cleanly.
   for (const agent of agents.splice(0)) expect(await agent.stop()).toBe(0);
 }, 120_000);

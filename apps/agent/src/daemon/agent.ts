@@ -57,6 +57,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const catalog = new Catalog(join(config.dataDir, 'packages'));
   const storeRoot = join(config.dataDir, 'store');
   const active = new Map<string, ActivePackage>();
+  /** Connections this agent dialled: the peer server tracks the ones it accepted. */
+  const dialledConnections = new Set<AdmittedConnection>();
   const metrics = agentMetrics();
 
   const peerServer = new PeerServer({
@@ -116,7 +118,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       entry.dialled.add(peer.agentId);
       connectToPeer({ host, port: peer.port, pkg: entry.pkg, identity, fleet, isRevoked: (s) => revocations.has(s) }).then(
         (c) => {
-          c.socket.once('close', () => entry.dialled.delete(peer.agentId));
+          dialledConnections.add(c);
+          c.socket.once('close', () => {
+            entry.dialled.delete(peer.agentId);
+            dialledConnections.delete(c);
+          });
           entry.session.attach(c.socket, 'initiator', c.peer.agentId);
         },
         (err: Error) => {
@@ -215,7 +221,13 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
         const list = verifyRevocationList(command.revocations, identity.caPem, { fleet, minVersion: revocations.version });
         revocations = new RevocationSet(list);
         metrics.revocationVersion.set(list.version);
-        const closed = peerServer.enforceRevocations();
+        let closed = peerServer.enforceRevocations();
+        for (const c of dialledConnections) {
+          if (revocations.has(c.peer.serial)) {
+            c.socket.destroy();
+            closed++;
+          }
+        }
         log.info({ version: list.version, closed }, 'revocation list applied');
         reply(true);
       } catch (err) {
