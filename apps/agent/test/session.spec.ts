@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CertificateAuthority, createFleetCa, generateRsaKeyPair } from '@shoal/pki';
 import { PackageStore } from '@shoal/store';
-import { type Metainfo, createPackage, truncatedInfoHash, verifyPackageData } from '@shoal/torrent';
+import { type Metainfo, createPackage, sha256, truncatedInfoHash, verifyPackageData } from '@shoal/torrent';
 import {
   type ConnectionEvent,
   PeerConnection,
@@ -18,7 +18,7 @@ import {
 } from '@shoal/wire';
 import type { WirePackage } from '../src/peer/admission';
 import { type AdmittedConnection, PeerServer, type TlsIdentity, connectToPeer } from '../src/peer/tls';
-import { PackageGeometry, PackageSession, blockDigest, type PeerClosedEvent, type PieceCorruptEvent, SessionPeerError, type SessionStore } from '../src/session';
+import { PackageGeometry, PackageSession, type PeerClosedEvent, type PieceCorruptEvent, SessionPeerError, type SessionStore } from '../src/session';
 
 /**
  * The package session on real TLS 1.3 sockets over loopback: agents with fleet certificates,
@@ -514,6 +514,6 @@ test('BEP 52 hash requests are answered from the piece layers and the leaf hashe
   expect(tree.verifyHashes(layer, layerAnswer?.hashes ?? [])).toHaveLength(8);
   const piece2 = sourcePiece(file.firstPiece + 2);
   for (let b = 0; b < 4; b++) {
-    expect(leafAnswer?.hashes?.[b]?.equals(blockDigest(piece2.subarray(b * 16384, (b + 1) * 16384)))).toBe(true);
+    expect(leafAnswer?.hashes?.[b]?.equals(sha256(piece2.subarray(b * 16384, (b + 1) * 16384)))).toBe(true);
   }
 });

@@ -1,3 +1,4 @@
+import { PieceSpace } from '@shoal/swarm';
 import { BLOCK_SIZE, FileHashTree, type Metainfo, type PackageFile, pieceLayerOf } from '@shoal/torrent';
 
 /**
@@ -14,6 +15,8 @@ export class PackageGeometry {
   readonly wireTotalLength: number;
   /** Sum of the real piece sizes (the package's bytes). */
   readonly totalBytes: number;
+  /** The same pieces as the swarm core sees them. */
+  readonly space: PieceSpace;
   private readonly sizes: Uint32Array;
   private readonly trees = new Map<string, { file: PackageFile; tree: FileHashTree }>();
 
@@ -33,6 +36,7 @@ export class PackageGeometry {
     this.totalBytes = total;
     const last = this.numPieces - 1;
     this.wireTotalLength = last * this.pieceLength + this.pieceSize(last);
+    this.space = new PieceSpace(this.pieceLength, this.sizes);
   }
 
   /** Real byte length of a piece. */
@@ -63,5 +67,13 @@ export class PackageGeometry {
       this.trees.set(key, entry);
     }
     return entry;
+  }
+
+  /** The file a piece belongs to, its merkle tree and the piece's index inside the file. */
+  fileOfPiece(index: number): { file: PackageFile; tree: FileHashTree; localPiece: number } | undefined {
+    const file = this.metainfo.files.find((f) => f.numPieces > 0 && index >= f.firstPiece && index < f.firstPiece + f.numPieces);
+    if (!file?.piecesRoot) return undefined;
+    const entry = this.fileByRoot(file.piecesRoot);
+    return entry ? { ...entry, localPiece: index - file.firstPiece } : undefined;
   }
 }

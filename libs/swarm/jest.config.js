@@ -1,0 +1,5 @@
+module.exports = {
+  displayName: 'swarm',
+  preset: '../../jest.preset.js',
+  rootDir: '.',
+};

@@ -1,0 +1,59 @@
+/**
+ * What a seed offers each peer. A plain seed announces every piece and lets downloaders choose;
+ * on a fresh swarm they choose overlapping pieces and the seed sends some pieces several times
+ * before others once (libtorrent's default reaches 1.8-2.2 copies from the seed). A super-seed
+ * (BEP 16's idea) announces nothing and reveals pieces one peer at a time, always the pieces the
+ * swarm has seen least, so each piece leaves the seed about once and the peers trade the rest.
+ */
+export interface RevealContext {
+  readonly numPieces: number;
+  /** The peer already has it or it was revealed to it. */
+  isExcluded(index: number): boolean;
+  /** Copies the swarm is known to hold or to be receiving from us: our sends + peers announcing it. */
+  copies(index: number): number;
+  random(): number;
+}
+
+export interface SeedingPolicy {
+  readonly name: string;
+  /** Reveal pieces one by one (super-seeding) rather than announce everything. */
+  readonly reveals: boolean;
+  /** Pieces revealed to one peer and not yet fully sent to it. */
+  readonly revealAhead: number;
+  /** The piece to reveal next to a peer, or undefined when none is left to reveal. */
+  nextReveal(ctx: RevealContext): number | undefined;
+}
+
+export class AnnounceAllSeeding implements SeedingPolicy {
+  readonly name = 'announce-all';
+  readonly reveals = false;
+  readonly revealAhead = 0;
+  nextReveal(): number | undefined {
+    return undefined;
+  }
+}
+
+/** The least-copied piece the peer lacks; ties broken from a random start. */
+export class SuperSeeding implements SeedingPolicy {
+  readonly name = 'super-seed';
+  readonly reveals = true;
+  constructor(readonly revealAhead = 2) {}
+
+  nextReveal(ctx: RevealContext): number | undefined {
+    const n = ctx.numPieces;
+    const start = Math.min(n - 1, Math.floor(ctx.random() * n));
+    let best: number | undefined;
+    let bestCopies = Infinity;
+    for (let k = 0; k < n; k++) {
+      const index = start + k < n ? start + k : start + k - n;
+      if (ctx.isExcluded(index)) continue;
+      const copies = ctx.copies(index);
+      if (copies < bestCopies) {
+        best = index;
+        bestCopies = copies;
+        if (copies === 0) break;
+      }
+    }
+    return best;
+  }
+}

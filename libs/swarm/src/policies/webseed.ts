@@ -1,0 +1,94 @@
+/**
+ * When to fetch a piece from the webseed (BEP 19 origin) instead of waiting for peers, and which.
+ * Every decision carries its reason; the adapter counts them in metrics.
+ */
+export type WebseedReason = 'no-peers' | 'piece-unavailable' | 'slow-peers';
+
+export interface WebseedContext {
+  readonly now: number;
+  readonly numPieces: number;
+  /** We lack it and nobody (peer or webseed) is fetching it. */
+  isWanted(index: number): boolean;
+  /** Connected peers that announced it. */
+  availability(index: number): number;
+  /** How long (ms) the piece has been wanted with no connected peer holding it (0: a peer has it). */
+  unavailableFor(index: number): number;
+  /**
+   * Among us and the connected peers that lack the piece, we are the one its rendezvous hash
+   * names: the peer expected to fetch it from the origin first, so that the fleet shares the
+   * origin's pieces out instead of all fetching the same ones.
+   */
+  isResponsible(index: number): boolean;
+  /** Peers connected (handshake done). */
+  readonly connectedPeers: number;
+  /** How long (ms) no connected peer has held a piece we want (0: some peer has one now). */
+  readonly peerlessFor: number;
+  /** Download rate from peers, bytes per second, and how long it has been below the slow threshold. */
+  readonly peerRate: number;
+  readonly slowFor: number;
+  random(): number;
+}
+
+export interface WebseedDecision {
+  index: number;
+  reason: WebseedReason;
+}
+
+export interface WebseedPolicy {
+  readonly name: string;
+  next(ctx: WebseedContext): WebseedDecision | undefined;
+}
+
+export class NeverWebseed implements WebseedPolicy {
+  readonly name = 'never';
+  next(): WebseedDecision | undefined {
+    return undefined;
+  }
+}
+
+export interface FallbackTimings {
+  /** Wait this long with no peer holding anything we want before using the origin. */
+  noPeersMs: number;
+  /** A piece nobody holds is fetched at once by its responsible peer, by the others after this. */
+  unavailableMs: number;
+  /** Peer download below the slow threshold this long: take rarest pieces from the origin too. */
+  slowMs: number;
+}
+
+/**
+ * Peers first; the origin only when (1) a piece no connected peer holds is ours by rendezvous hash
+ * (at once) or has waited `unavailableMs` (its responsible peer may be gone or slow), (2) no
+ * connected peer has held anything we want for `noPeersMs` (alone, or only with peers as empty
+ * as we are), or (3) peers have delivered below the slow threshold for `slowMs`.
+ */
+export class FallbackWebseed implements WebseedPolicy {
+  readonly name = 'fallback';
+  constructor(private readonly timings: FallbackTimings) {}
+
+  next(ctx: WebseedContext): WebseedDecision | undefined {
+    const n = ctx.numPieces;
+    const start = Math.min(n - 1, Math.floor(ctx.random() * n));
+    const withPeers = ctx.connectedPeers > 0;
+    let overdue: number | undefined;
+    let rarest: number | undefined;
+    let rarestCount = Infinity;
+    for (let k = 0; k < n; k++) {
+      const index = start + k < n ? start + k : start + k - n;
+      if (!ctx.isWanted(index)) continue;
+      const count = ctx.availability(index);
+      if (count === 0 && withPeers) {
+        if (ctx.isResponsible(index)) return { index, reason: 'piece-unavailable' };
+        if (overdue === undefined && ctx.unavailableFor(index) >= this.timings.unavailableMs) overdue = index;
+      }
+      if (count < rarestCount) {
+        rarest = index;
+        rarestCount = count;
+      }
+    }
+    if (overdue !== undefined) return { index: overdue, reason: 'piece-unavailable' };
+    if (rarest === undefined) return undefined;
+    if (ctx.peerlessFor >= this.timings.noPeersMs) return { index: rarest, reason: 'no-peers' };
+    if (ctx.slowFor >= this.timings.slowMs) return { index: rarest, reason: 'slow-peers' };
+    return undefined;
+  }
+}
