@@ -21,6 +21,7 @@ import { BootstrapTokens } from './enrollment/bootstrap-tokens.service';
 import { EnrollmentService } from './enrollment/enrollment.service';
 import { startGrpc } from './grpc/servers';
 import { Metrics } from './observability/metrics';
+import { OriginFiles, OriginModule } from './origin';
 import { FleetPki } from './pki/fleet-pki';
 import { KEY_PREFIX, connectRedis } from './redis';
 import { AgentRegistry } from './registry/agents.service';
@@ -80,12 +81,14 @@ export async function startController(config: ControllerConfig): Promise<Running
       Math.random,
     );
 
+    const origin = config.originDir ? await OriginFiles.open(config.originDir) : undefined;
+
     const control = new ControlStreams(pki, registry);
     control.on('connected', (agentId: string) => log.info({ agentId }, 'control stream opened'));
     control.on('disconnected', (agentId: string) => log.info({ agentId }, 'control stream closed'));
     control.on('result', (result: CommandResultEvent) => log.info(result, 'command result'));
     const rest = await NestFactory.create<NestExpressApplication>(
-      ControllerModule.with({ redis, metrics, pki, repository, apiTokens, bootstrapTokens, registry, releases, control }),
+      ControllerModule.with({ redis, metrics, pki, repository, apiTokens, bootstrapTokens, registry, releases, control, origin }),
       {
         httpsOptions: { key: data.tls.keyPem, cert: data.tls.certPem },
         bodyParser: false,
@@ -146,7 +149,7 @@ export async function startController(config: ControllerConfig): Promise<Running
     refresh.unref();
     closers.push(async () => clearInterval(refresh));
 
-    log.info({ fleet: data.fleet, rest: restUrl, grpc: grpc.mtlsPort, enroll: grpc.enrollPort }, 'controller started');
+    log.info({ fleet: data.fleet, rest: restUrl, grpc: grpc.mtlsPort, enroll: grpc.enrollPort, ...(origin ? { origin: origin.root } : {}) }, 'controller started');
     return { fleet: data.fleet, restPort, grpcPort: grpc.mtlsPort, enrollPort: grpc.enrollPort, close };
   } catch (err) {
     await close();
@@ -164,6 +167,8 @@ interface Services {
   registry: AgentRegistry;
   releases: ReleasesService;
   control: ControlStreams;
+  /** The webseed origin folder, when configured. */
+  origin: OriginFiles | undefined;
 }
 
 @Module({})
@@ -172,6 +177,7 @@ class ControllerModule {
   static with(services: Services): DynamicModule {
     return {
       module: ControllerModule,
+      imports: services.origin ? [OriginModule.serving(services.origin, services.metrics)] : [],
       controllers: [
         HealthController,
         BootstrapTokensController,

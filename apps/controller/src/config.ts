@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ConfigError, type HostPort, LOG_LEVELS, type LogLevel, type Schema, fraction, integer, loadSettings, oneOf, parseHostPort, text } from '@shoal/config';
 
 export { ConfigError, parseHostPort, type HostPort };
@@ -22,6 +24,8 @@ export interface ControllerConfig {
   trackerRemoteShare: number;
   maxReleaseBytes: number;
   tufRefreshSeconds: number;
+  /** Folder served at /origin/ as a webseed origin; '' when off. */
+  originDir: string;
   logLevel: LogLevel;
 }
 
@@ -40,8 +44,27 @@ export const SCHEMA: Schema<ControllerConfig> = {
   trackerRemoteShare: { env: 'SHOAL_TRACKER_REMOTE_SHARE', doc: 'share of returned peers drawn at random from other regions, so pieces keep crossing sites', default: 0.2, parse: fraction },
   maxReleaseBytes: { env: 'SHOAL_MAX_RELEASE_BYTES', doc: 'largest package metainfo accepted by publish', default: 64 * 1024 * 1024, parse: integer(1024, 256 * 1024 * 1024) },
   tufRefreshSeconds: { env: 'SHOAL_TUF_REFRESH', doc: 'how often timestamp/snapshot expiry is checked and re-signed', default: 600, parse: integer(5, 86_400) },
+  originDir: {
+    env: 'SHOAL_ORIGIN_DIR',
+    doc: 'folder served read-only and without credentials at /origin/ as a BEP 19 webseed origin (a CDN stand-in for development); empty: off',
+    default: '',
+    parse: (raw) => (typeof raw === 'string' && raw.trim() === '' ? '' : existingFolder(raw)),
+  },
   logLevel: { env: 'SHOAL_LOG_LEVEL', doc: 'pino log level', default: 'info', parse: oneOf(LOG_LEVELS) },
 };
+
+/** An existing folder, as an absolute path. */
+function existingFolder(raw: unknown): string {
+  const path = resolve(text(raw));
+  let isFolder = false;
+  try {
+    isFolder = statSync(path).isDirectory();
+  } catch {
+    // missing or unreadable: reported below
+  }
+  if (!isFolder) throw new Error('must be an existing folder');
+  return path;
+}
 
 /**
  * Builds the configuration from `file` (JSON, optional), the environment and `overrides` (from

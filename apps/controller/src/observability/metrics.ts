@@ -31,6 +31,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** File bytes the development origin (`originDir`, /origin/) streamed to clients: webseed traffic. */
+  readonly originBytesSent = new Counter({
+    name: 'shoal_origin_bytes_sent_total',
+    help: 'file bytes sent by the development webseed origin at /origin/',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'shoal_controller_' });
   }
