@@ -22,8 +22,8 @@ export interface TestFleet {
   enrollClient(): grpc.Client;
   mtlsClient(service: 'Identity' | 'Tracker', identity: { keyPem: string; certPem: string }): grpc.Client;
   enroll(options?: { tokenBody?: object; commonName?: string }): Promise<EnrolledAgent>;
-  /** Runs `shoal agent enroll` (a real process) into `<parent>/<agentName>` with a token pinning that name; returns the folder. */
-  enrollAgentDir(agentName: string, parent: string): Promise<string>;
+  /** Runs `shoal agent enroll` (a real process) into `<parent>/<agentName>` with a token pinning that name (and labels); returns the folder. */
+  enrollAgentDir(agentName: string, parent: string, labels?: Record<string, string>): Promise<string>;
   /** Waits until the agent has its control stream open (it can be commanded). */
   untilConnected(agentId: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -124,8 +124,9 @@ export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: N
     }
   };
 
-  const enrollAgentDir: TestFleet['enrollAgentDir'] = async (agentName, parent) => {
-    const created = await rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName } });
+  const enrollAgentDir: TestFleet['enrollAgentDir'] = async (agentName, parent, labels) => {
+    const created = await rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: { agentName, ...(labels ? { labels } : {}) } });
+    if (created.status !== 201) throw new Error(`token for ${agentName}: HTTP ${created.status} ${JSON.stringify(created.body)}`);
     const agentDir = join(parent, agentName);
     const run = runShoal(['agent', 'enroll', '--token', created.body.token, '--controller', controller.enrollAddress, '--ca', join(dataDir, 'ca', 'ca.pem'), '--data-dir', agentDir]);
     if (run.status !== 0) throw new Error(`agent enroll failed: ${run.stderr}`);

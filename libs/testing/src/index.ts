@@ -1,3 +1,4 @@
 export * from './processes';
 export * from './redis';
 export * from './fleet';
+export * from './swarm-fleet';

@@ -9,6 +9,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { RevocationSet, verifyRevocationList } from '@shoal/pki';
 import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, shoalV1, unary } from '@shoal/proto';
 import { PackageStore } from '@shoal/store';
+import type { Location } from '@shoal/topology';
 import { truncatedInfoHash } from '@shoal/torrent';
 import { NodeFetcher, ReleaseVerifier } from '@shoal/trust';
 import { ControlClient } from '../control/control-client';
@@ -16,7 +17,8 @@ import { CertificateRenewer } from '../identity/renewer';
 import { loadIdentity } from '../identity/state';
 import { type WirePackage, wireName } from '../peer/admission';
 import { type AdmittedConnection, PeerServer, type TlsIdentity, connectToPeer } from '../peer/tls';
-import { PackageSession } from '../session/package-session';
+import { PackageSession, type WebseedFetchEvent } from '../session/package-session';
+import { WebseedClient } from '../webseed';
 import { Catalog, type CatalogEntry } from './catalog';
 import type { AgentConfig } from './config';
 
@@ -27,6 +29,7 @@ interface ActivePackage {
   pkg: WirePackage;
   store: PackageStore;
   session: PackageSession;
+  webseed: WebseedClient | undefined;
   dialled: Set<string>;
   announceTimer?: NodeJS.Timeout;
   /** Backoff while the package has no peer (see nextAnnounce). */
@@ -59,7 +62,10 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const active = new Map<string, ActivePackage>();
   /** Connections this agent dialled: the peer server tracks the ones it accepted. */
   const dialledConnections = new Set<AdmittedConnection>();
-  const metrics = agentMetrics();
+  const metrics = agentMetrics(() => active.values());
+  const selfLocation: Location = locationOf(files.enrollment.labels);
+  /** Where peers sit, as the tracker reported (accepted connections are placed by it too). */
+  const peerLocations = new Map<string, Location>();
 
   const peerServer = new PeerServer({
     identity,
@@ -67,7 +73,9 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     packageFor: (hex) => active.get(hex)?.pkg,
     isRevoked: (serial) => revocations.has(serial),
   });
-  peerServer.on('connection', (c: AdmittedConnection) => active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId));
+  peerServer.on('connection', (c: AdmittedConnection) =>
+    active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId, peerLocations.get(c.peer.agentId)),
+  );
   peerServer.on('refused', (r: { code: string; message: string }) => {
     metrics.refused.inc({ code: r.code });
     log.info(r, 'peer refused');
@@ -111,10 +119,13 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
 
   const dial = (entry: ActivePackage, response: AnnounceResponse) => {
     if (entry.session.isComplete()) return;
-    for (const peer of response.peers) {
-      if (peer.agentId === agentId || entry.dialled.has(peer.agentId) || entry.dialled.size >= config.maxPeersPerPackage) continue;
-      const host = peer.addresses[0];
-      if (!host) continue;
+    const candidates = response.peers
+      .filter((peer) => peer.agentId !== agentId && !entry.dialled.has(peer.agentId) && peer.addresses.length > 0)
+      .map((peer) => ({ ...peer, id: peer.agentId, location: { region: peer.region, zone: peer.zone, site: peer.site } }));
+    for (const c of candidates) peerLocations.set(c.id, c.location);
+    const slots = config.maxPeersPerPackage - entry.dialled.size;
+    for (const peer of entry.session.swarm.rankCandidates(candidates, selfLocation, agentId, slots)) {
+      const host = peer.addresses[0] as string;
       entry.dialled.add(peer.agentId);
       connectToPeer({ host, port: peer.port, pkg: entry.pkg, identity, fleet, isRevoked: (s) => revocations.has(s) }).then(
         (c) => {
@@ -123,7 +134,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
             entry.dialled.delete(peer.agentId);
             dialledConnections.delete(c);
           });
-          entry.session.attach(c.socket, 'initiator', c.peer.agentId);
+          entry.session.attach(c.socket, 'initiator', c.peer.agentId, peer.location);
         },
         (err: Error) => {
           entry.dialled.delete(peer.agentId);
@@ -160,7 +171,17 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     const existing = active.get(wireName(entry.metainfo.infoHash));
     if (existing) return existing;
     const store = await PackageStore.open({ root: storeRoot, metainfo: entry.metainfo });
-    const session = new PackageSession({ metainfo: entry.metainfo, store, peerId });
+    const webseed = entry.metainfo.urlList.length > 0 ? new WebseedClient({ metainfo: entry.metainfo, urls: entry.metainfo.urlList, ca: identity.caPem }) : undefined;
+    const session = new PackageSession({
+      metainfo: entry.metainfo,
+      store,
+      peerId,
+      selfName: agentId,
+      swarm: config.swarm,
+      ...(webseed ? { webseed } : {}),
+    });
+    session.on('webseed-fetch', (e: WebseedFetchEvent) => metrics.webseedFetches.inc({ reason: e.reason }));
+    session.on('webseed-error', (err: Error) => log.warn({ package: entry.name, err: err.message }, 'webseed fetch failed'));
     session.on('peer-closed', (e: { peerName: string; reason: { code: string; message: string } }) =>
       log.info({ package: entry.name, peer: e.peerName, code: e.reason.code, reason: e.reason.message }, 'peer connection closed'),
     );
@@ -169,7 +190,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     const pkg: WirePackage = { name: entry.name, infoHash: entry.metainfo.infoHash };
     let markComplete: () => void = () => undefined;
     const completed = new Promise<void>((resolve) => (markComplete = resolve));
-    const item: ActivePackage = { entry, pkg, store, session, dialled: new Set(), completed };
+    const item: ActivePackage = { entry, pkg, store, session, webseed, dialled: new Set(), completed };
     active.set(wireName(entry.metainfo.infoHash), item);
     const onComplete = async () => {
       await store.finish();
@@ -286,6 +307,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
         if (item.announceTimer) clearTimeout(item.announceTimer);
         await announce(item, 'ANNOUNCE_EVENT_STOPPED');
         await item.session.close();
+        await item.webseed?.close();
         await item.store.close();
       }
       tracker.close();
@@ -296,14 +318,41 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   };
 }
 
-function agentMetrics() {
+/** The labels the agent enrolled with, as a topology location. */
+function locationOf(labels: Record<string, string>): Location {
+  return { region: labels.region ?? '', zone: labels.zone ?? '', site: labels.site ?? '' };
+}
+
+function agentMetrics(packages: () => Iterable<ActivePackage>) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'shoal_agent_' });
+  const sum = (pick: (p: PackageSession['progress']) => number) => () => {
+    let total = 0;
+    for (const item of packages()) total += pick(item.session.progress);
+    return total;
+  };
   return {
     registry,
     refused: new Counter({ name: 'shoal_agent_peers_refused_total', help: 'peer connections refused, by reason', labelNames: ['code'] as const, registers: [registry] }),
     completed: new Counter({ name: 'shoal_agent_packages_completed_total', help: 'packages downloaded and verified', registers: [registry] }),
     revocationVersion: new Gauge({ name: 'shoal_agent_revocation_list_version', help: 'version of the revocation list applied', registers: [registry] }),
+    webseedFetches: new Counter({
+      name: 'shoal_agent_webseed_fetches_total',
+      help: 'pieces fetched from the webseed (origin), by the reason the swarm fell back to it',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    bytes: new Gauge({
+      name: 'shoal_agent_package_bytes',
+      help: 'package payload bytes of the active packages: received from peers, fetched from the origin, sent to peers',
+      labelNames: ['source'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ source: 'peers' }, sum((p) => p.bytesDownloaded)());
+        this.set({ source: 'origin' }, sum((p) => p.bytesFromWebseed)());
+        this.set({ source: 'uploaded' }, sum((p) => p.bytesUploaded)());
+      },
+    }),
   };
 }
 

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { type SwarmConfig, swarmConfig } from '@shoal/swarm';
 import { type HostPort, LOG_LEVELS, type LogLevel, type Schema, integer, loadSettings, oneOf, parseHostPort, text } from '@shoal/config';
 
 /** Agent settings: each with its environment variable, default and meaning. */
@@ -9,7 +10,17 @@ export interface AgentConfig {
   advertiseAddress: string;
   statusSocket: string;
   maxPeersPerPackage: number;
+  /** Swarm policies and limits, overriding libs/swarm's DEFAULT_SWARM_CONFIG field by field. */
+  swarm: Partial<SwarmConfig>;
   logLevel: LogLevel;
+}
+
+/** A JSON object (or its text, from the environment) of swarm settings, each checked by libs/swarm. */
+function parseSwarmSettings(raw: unknown): Partial<SwarmConfig> {
+  const value: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('must be a JSON object of swarm settings');
+  swarmConfig(value as Partial<SwarmConfig>);
+  return value as Partial<SwarmConfig>;
 }
 
 export const AGENT_SCHEMA: Schema<AgentConfig> = {
@@ -23,6 +34,12 @@ export const AGENT_SCHEMA: Schema<AgentConfig> = {
   },
   statusSocket: { env: 'SHOAL_STATUS_SOCKET', doc: 'unix socket of the local status API (default <dataDir>/agent.sock)', default: '', parse: (raw) => String(raw) },
   maxPeersPerPackage: { env: 'SHOAL_MAX_PEERS', doc: 'peer connections dialled per package', default: 30, parse: integer(1, 1000) },
+  swarm: {
+    env: 'SHOAL_SWARM',
+    doc: 'swarm settings as a JSON object, e.g. {"choker":"fleet","webseedConcurrency":8} (libs/swarm config.ts lists them with their defaults)',
+    default: {},
+    parse: parseSwarmSettings,
+  },
   logLevel: { env: 'SHOAL_LOG_LEVEL', doc: 'pino log level', default: 'info', parse: oneOf(LOG_LEVELS) },
 };
 

@@ -129,6 +129,7 @@ export class PackageSession extends EventEmitter {
   private readonly connectionLimits: Partial<ConnectionLimits> | undefined;
   private readonly clientVersion: string | undefined;
   private readonly webseed: PieceSource | undefined;
+  private readonly selfName: string;
 
   private readonly links = new Map<number, PeerLink>();
   private nextLinkId = 1;
@@ -171,6 +172,7 @@ export class PackageSession extends EventEmitter {
     this.connectionLimits = options.connectionLimits;
     this.clientVersion = options.clientVersion;
     this.webseed = options.webseed;
+    this.selfName = options.selfName ?? this.peerId.toString('hex');
 
     const stored = store.have();
     const have = new Uint8Array(this.geometry.numPieces);
@@ -178,7 +180,7 @@ export class PackageSession extends EventEmitter {
     this.swarm = new Swarm({
       space: this.geometry.space,
       have,
-      selfName: options.selfName ?? this.peerId.toString('hex'),
+      selfName: this.selfName,
       config: options.swarm,
       random: options.random ?? Math.random,
       now: this.clock(),
@@ -208,6 +210,14 @@ export class PackageSession extends EventEmitter {
     };
     if (this.closing) return refuse(new SessionPeerError('SESSION_CLOSED', 'the session is closed'));
     if (socket.destroyed) return refuse(new SessionPeerError('SOCKET_ERROR', 'socket already closed'));
+    const twin = [...this.links.values()].find((l) => l.name === peerName && !l.closed);
+    if (twin) {
+      // Both sides dialled each other: keep, on both sides alike, the connection the lower id initiated.
+      const kept = this.selfName < peerName ? 'initiator' : 'acceptor';
+      const duplicate = new SessionPeerError('PEER_DUPLICATE', `already connected to ${peerName}`);
+      if (role !== kept) return refuse(duplicate);
+      twin.close(duplicate);
+    }
     const id = this.nextLinkId++;
     const advertised = this.swarm.addPeer(id, { name: peerName, ...(location ? { location } : {}) }, this.clock());
     if (typeof advertised === 'object' && 'refused' in advertised) return refuse(new SessionPeerError(advertised.refused, advertised.message));
