@@ -23,7 +23,13 @@ export type StoreErrorCode =
   | 'STORE_BAD_OPTION'
   | 'STORE_BAD_INFOHASH'
   /** The seed cache was asked to remove a package that is pinned (in use or being installed). */
-  | 'STORE_PINNED';
+  | 'STORE_PINNED'
+  /** A file offered for reuse (`adoptFile`) is not there, or is not a regular file. */
+  | 'STORE_REUSE_MISSING'
+  /** A file offered for reuse is not the same file: another pieces root, or another length on disk. */
+  | 'STORE_REUSE_MISMATCH'
+  /** A file offered for reuse could not be read (or copied from). */
+  | 'STORE_REUSE_UNREADABLE';
 
 /** A store operation that failed; `path` names the file or folder at fault when there is one. */
 export class StoreError extends ShoalError {
@@ -61,4 +67,9 @@ export function fsError(err: unknown, path: string, action: string): StoreError 
 
 function oneLine(text: string): string {
   return text.replace(/\s+/g, ' ').trim();
+}
+
+/** The file offered for reuse was at fault, not this store: try another copy or fetch the file. */
+export function isReuseSourceError(err: unknown): err is StoreError {
+  return err instanceof StoreError && (err.code === 'STORE_REUSE_MISSING' || err.code === 'STORE_REUSE_MISMATCH' || err.code === 'STORE_REUSE_UNREADABLE');
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, mkdir, open, opendir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, chmod, copyFile, mkdir, open, opendir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -21,6 +22,12 @@ export interface FileSystem {
   remove(path: string): Promise<void>;
   /** fsync of a folder, so entries created or renamed in it survive a power loss. */
   syncDir(path: string): Promise<void>;
+  /**
+   * Replaces the bytes of the existing file `to` with those of `from`, in place: `to` keeps its
+   * inode (handles open on it stay valid) and its mode. Shares extents where the filesystem can
+   * (reflink on XFS, btrfs), copies inside the kernel otherwise. Nothing is synced.
+   */
+  copyInto(from: string, to: string): Promise<void>;
 }
 
 export interface StoreFile {
@@ -111,6 +118,16 @@ export const nodeFileSystem: FileSystem = {
       await handle.sync();
     } finally {
       await handle.close();
+    }
+  },
+  async copyInto(from, to) {
+    const { mode } = await stat(to);
+    // libuv truncates and rewrites an existing destination (same inode), then gives it the
+    // source's mode: a read-only source would leave a data file the store cannot reopen 'r+'.
+    try {
+      await copyFile(from, to, constants.COPYFILE_FICLONE);
+    } finally {
+      await chmod(to, mode & 0o7777);
     }
   },
 };

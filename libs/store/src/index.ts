@@ -4,3 +4,4 @@ export * from './fs';
 export * from './journal';
 export * from './package-store';
 export * from './seed-cache';
+export * from './reuse';

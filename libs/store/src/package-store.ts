@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { FileHashTree, type Metainfo, type PackageFile, blockHashes, checkComponent, diskPath, merkleRoot, pieceLayerOf } from '@shoal/torrent';
 import { Bitfield } from './bitfield';
 import { StoreError, fsError } from './errors';
-import { type FileSystem, type StoreFile, nodeFileSystem, readFully, writeFileAtomic, writeFully } from './fs';
+import { type FileStat, type FileSystem, type StoreFile, nodeFileSystem, readFully, writeFileAtomic, writeFully } from './fs';
 import { HandlePool } from './handle-pool';
 import {
   JOURNAL_HEADER_SIZE,
@@ -23,6 +23,35 @@ import {
 } from './journal';
 
 export type WriteResult = 'verified' | 'corrupt';
+
+/** A file offered to `adoptFile`: where it is, and what its own package's metainfo says it is. */
+export interface AdoptSource {
+  path: string;
+  /** Its pieces root (undefined for an empty file). */
+  piecesRoot: Buffer | undefined;
+  length: number;
+}
+
+/** What `adoptFile` did with one file. */
+export interface AdoptResult {
+  /** Pieces of the file. */
+  pieces: number;
+  /** Verified before the call (or meanwhile, by a download): left alone. */
+  alreadyVerified: number;
+  /** Verified from the source's bytes and journaled, as a downloaded piece would be. */
+  adopted: number;
+  /** Bytes in the adopted pieces. */
+  adoptedBytes: number;
+  /** Read from the source but not matching their hash: still missing, to be fetched. */
+  rejected: number;
+  /**
+   * 'clone': the whole file was copied with `FileSystem.copyInto` (reflink where the filesystem
+   * can), then read back and verified piece by piece. 'pieces': each missing piece was read from
+   * the source and written with `writePiece` (a file that already had verified pieces). 'none':
+   * nothing to copy.
+   */
+  method: 'clone' | 'pieces' | 'none';
+}
 
 /**
  * How much of the journal to believe at open:
@@ -148,6 +177,8 @@ export class PackageStore {
   private readonly handles: HandlePool;
   private readonly lock = new Mutex();
   private readonly inflight = new Map<number, Promise<WriteResult>>();
+  /** Files being rewritten whole by `adoptFile`, by slot key: writes to them wait (never fail). */
+  private readonly cloning = new Map<number, Promise<void>>();
   private readonly ops = new Set<Promise<unknown>>();
   private location: 'partial' | 'complete' = 'partial';
   private journal: StoreFile | undefined;
@@ -245,8 +276,7 @@ export class PackageStore {
 
   /** `packagePath` once finished: stable for as long as the package stays in the store. */
   get completePackagePath(): string {
-    const first = this.metainfo.files[0] as PackageFile;
-    return join(this.completeDir, DATA_DIR, diskPath(this.metainfo, first)[0] as string);
+    return finishedPackagePath(this.root, this.metainfo);
   }
 
   private get journalPath(): string {
@@ -314,7 +344,9 @@ export class PackageStore {
     if (this.verified.get(index)) return 'verified';
     const running = this.inflight.get(index);
     if (running) return running;
-    const job = this.track(this.storePiece(index, slot, data)).finally(() => this.inflight.delete(index));
+    const clone = this.cloning.get(slot.key);
+    const write = (): Promise<WriteResult> => (this.verified.get(index) ? Promise.resolve('verified') : this.storePiece(index, slot, data));
+    const job = this.track(clone ? clone.then(write) : write()).finally(() => this.inflight.delete(index));
     this.inflight.set(index, job);
     return job;
   }
@@ -328,6 +360,15 @@ export class PackageStore {
     } catch (err) {
       throw fsError(err, path, `writing piece ${index}`);
     }
+    await this.recordVerified(slot, index);
+    return 'verified';
+  }
+
+  /**
+   * A piece whose verified bytes are in its file: WRITTEN record, then marked (servable), then
+   * made durable with its batch. The one way a piece becomes verified while the store is open.
+   */
+  private async recordVerified(slot: Slot, index: number): Promise<void> {
     await this.lock.run(async () => {
       await this.appendRecords(RECORD_WRITTEN, [index]);
       this.verified.set(index);
@@ -337,7 +378,6 @@ export class PackageStore {
     if (this.pending.length >= this.syncEveryPieces || this.now() - this.lastSync >= this.syncIntervalMs) {
       await this.lock.run(() => this.syncLocked());
     }
-    return 'verified';
   }
 
   /**
@@ -403,6 +443,173 @@ export class PackageStore {
       throw fsError(err, this.journalPath, 'appending to the journal');
     }
     this.journalLength += bytes.length;
+  }
+
+  // ---- reuse ---------------------------------------------------------------------------------
+
+  /**
+   * Takes file `fileIndex` from a copy already on this machine (the same file in another package,
+   * e.g. the previous version) instead of fetching it. The source is not trusted: its claimed
+   * pieces root and length must be this file's, its size on disk must be the file's length, and
+   * then every piece is hashed against this package's piece layer and journaled exactly as a
+   * downloaded piece is (`writePiece`'s path). Pieces that do not verify stay missing, to be
+   * fetched; pieces verified before are left alone.
+   *
+   * A file with no verified piece yet is copied whole with `FileSystem.copyInto` (a reflink where
+   * the filesystem can) and read back; writes to it wait meanwhile. A file with some verified
+   * pieces gets its missing pieces read from the source and passed to `writePiece`. Memory: two
+   * pieces at most.
+   *
+   * Throws STORE_REUSE_MISMATCH / STORE_REUSE_MISSING / STORE_REUSE_UNREADABLE when the source is
+   * at fault (nothing verified is lost; see `isReuseSourceError`), STORE_BAD_RANGE for a bad
+   * index, and the usual disk errors for this store's own files.
+   */
+  async adoptFile(fileIndex: number, source: AdoptSource): Promise<AdoptResult> {
+    this.checkOpen();
+    if (!Number.isSafeInteger(fileIndex) || fileIndex < 0 || fileIndex >= this.slots.length) {
+      throw new StoreError('STORE_BAD_RANGE', `file ${String(fileIndex)} is outside 0..${this.slots.length - 1}`);
+    }
+    return this.track(this.adopt(this.slots[fileIndex] as Slot, source));
+  }
+
+  private async adopt(slot: Slot, source: AdoptSource): Promise<AdoptResult> {
+    const file = slot.file;
+    const mismatch = (why: string): StoreError => new StoreError('STORE_REUSE_MISMATCH', `not the same file as ${file.path.join('/')}: ${why}`, source.path);
+    const claimed = source.piecesRoot;
+    if (file.piecesRoot ? !claimed || !file.piecesRoot.equals(claimed) : claimed !== undefined) throw mismatch('another pieces root');
+    if (source.length !== file.length) throw mismatch(`${source.length} bytes, not ${file.length}`);
+    let info: FileStat | undefined;
+    try {
+      info = await this.fs.stat(source.path);
+    } catch (err) {
+      throw reuseError(err, source.path, 'looking at');
+    }
+    if (!info || !info.isFile) throw new StoreError('STORE_REUSE_MISSING', 'no file to reuse there', source.path);
+    if (info.size !== file.length) throw mismatch(`${info.size} bytes on disk, not ${file.length}`);
+
+    const result: AdoptResult = { pieces: file.numPieces, alreadyVerified: 0, adopted: 0, adoptedBytes: 0, rejected: 0, method: 'none' };
+    for (let local = 0; local < file.numPieces; local++) if (this.verified.get(file.firstPiece + local)) result.alreadyVerified++;
+    if (result.alreadyVerified === file.numPieces) return result;
+
+    // One whole-file copy at a time per file; writes to the file wait for it (see writePiece).
+    for (let other = this.cloning.get(slot.key); other; other = this.cloning.get(slot.key)) await other;
+    let cloned = false;
+    let release = (): void => undefined;
+    this.cloning.set(slot.key, new Promise<void>((resolve) => (release = resolve)));
+    try {
+      const writing: Promise<unknown>[] = [];
+      for (const [index, job] of this.inflight) if (this.slotOf(index) === slot) writing.push(job);
+      await Promise.allSettled(writing);
+      if (!this.pieces(slot).some((index) => this.verified.get(index))) {
+        cloned = true;
+        await this.cloneAndVerify(slot, source.path, result);
+      }
+    } finally {
+      this.cloning.delete(slot.key);
+      release();
+    }
+    if (!cloned) await this.copyMissingPieces(slot, source.path, result);
+    return result;
+  }
+
+  /** Copies the source over a file holding no verified piece, then verifies and journals each piece. */
+  private async cloneAndVerify(slot: Slot, sourcePath: string, result: AdoptResult): Promise<void> {
+    const path = this.filePath(slot);
+    const length = slot.file.length;
+    const restoreSize = (): Promise<void> =>
+      this.step(path, 'restoring the size of a data file', () => this.handles.use(slot.key, (file) => file.truncate(length)));
+    try {
+      await this.fs.copyInto(sourcePath, path);
+    } catch (err) {
+      // The file may be cut short or half copied: it held no verified piece, so only its size matters.
+      await restoreSize().catch(() => undefined);
+      const errno = (err as NodeJS.ErrnoException).code ?? '';
+      throw TARGET_ERRNOS.has(errno) ? fsError(err, path, `copying ${sourcePath} in`) : reuseError(err, sourcePath, 'copying from');
+    }
+    result.method = 'clone';
+    // The source may have changed size since it was looked at: the file keeps its own.
+    await restoreSize();
+    const tree = this.treeOf(slot);
+    const buffers = [Buffer.allocUnsafe(tree.pieceSize(0)), Buffer.allocUnsafe(tree.pieceSize(0))];
+    const read = (local: number): Promise<number> =>
+      this.step(path, `reading back reused piece ${slot.file.firstPiece + local}`, () =>
+        this.handles.use(slot.key, (file) => readFully(file, buffers[local % 2] as Buffer, tree.pieceSize(local), local * this.metainfo.pieceLength)),
+      );
+    // Reads one piece ahead, so the disk works while a piece is hashed.
+    let ahead: Promise<number> | undefined = read(0);
+    try {
+      for (let local = 0; local < slot.file.numPieces && ahead; local++) {
+        const got = await ahead;
+        ahead = local + 1 < slot.file.numPieces && this.state === 'open' ? read(local + 1) : undefined;
+        const size = tree.pieceSize(local);
+        if (got === size && tree.verifyPiece(local, (buffers[local % 2] as Buffer).subarray(0, size))) {
+          await this.recordVerified(slot, slot.file.firstPiece + local);
+          result.adopted++;
+          result.adoptedBytes += size;
+        } else {
+          result.rejected++;
+        }
+      }
+    } finally {
+      await ahead?.catch(() => undefined);
+    }
+    this.checkStillOpen(result);
+  }
+
+  /** Reads each missing piece of a partly present file from the source and hands it to writePiece. */
+  private async copyMissingPieces(slot: Slot, sourcePath: string, result: AdoptResult): Promise<void> {
+    result.method = 'pieces';
+    const missing = this.pieces(slot).filter((index) => !this.verified.get(index));
+    let input: StoreFile;
+    try {
+      input = await this.fs.open(sourcePath, 'r');
+    } catch (err) {
+      throw reuseError(err, sourcePath, 'opening');
+    }
+    const read = async (index: number): Promise<Buffer> => {
+      const data = Buffer.allocUnsafe(this.pieceSize(index));
+      try {
+        const got = await readFully(input, data, data.length, (index - slot.file.firstPiece) * this.metainfo.pieceLength);
+        // A short read (the source shrank) fails verification in writePiece.
+        return data.subarray(0, got);
+      } catch (err) {
+        throw reuseError(err, sourcePath, `reading piece ${index} from`);
+      }
+    };
+    let ahead: Promise<Buffer> | undefined;
+    try {
+      ahead = missing.length > 0 ? read(missing[0] as number) : undefined;
+      for (let k = 0; k < missing.length && ahead; k++) {
+        const data = await ahead;
+        ahead = k + 1 < missing.length && this.state === 'open' ? read(missing[k + 1] as number) : undefined;
+        const index = missing[k] as number;
+        if (this.verified.get(index)) {
+          result.alreadyVerified++;
+          continue;
+        }
+        if ((await this.writePiece(index, data)) === 'verified') {
+          result.adopted++;
+          result.adoptedBytes += data.length;
+        } else {
+          result.rejected++;
+        }
+      }
+    } finally {
+      await ahead?.catch(() => undefined);
+      await input.close().catch(() => undefined);
+    }
+    this.checkStillOpen(result);
+  }
+
+  /** An adoption cut short by `close` says so, rather than passing for a file with bad pieces. */
+  private checkStillOpen(result: AdoptResult): void {
+    if (this.state !== 'open' && result.alreadyVerified + result.adopted + result.rejected < result.pieces) {
+      throw new StoreError('STORE_CLOSED', `package ${this.infoHashHex} closed while a file was being reused; ${result.adopted} pieces were kept`);
+    }
+  }
+
+  private pieces(slot: Slot): number[] {
+    return Array.from({ length: slot.file.numPieces }, (_, local) => slot.file.firstPiece + local);
   }
 
   // ---- reading -------------------------------------------------------------------------------
@@ -942,4 +1149,23 @@ function checkOptions(options: PackageStoreOptions): void {
   positiveInt(options.maxOpenFiles, 'maxOpenFiles', 1);
   const interval = options.journal?.syncIntervalMs;
   if (interval !== undefined && !(Number.isFinite(interval) && interval >= 0)) bad(`journal.syncIntervalMs must be >= 0, not ${interval}`);
+}
+
+/** Where a finished package's files are in the store at `root`: the single file, or the package folder. */
+export function finishedPackagePath(root: string, metainfo: Metainfo): string {
+  const first = metainfo.files[0] as PackageFile;
+  return join(resolve(root), 'complete', metainfo.infoHash.toString('hex'), DATA_DIR, diskPath(metainfo, first)[0] as string);
+}
+
+/** Errors of a whole-file copy that speak of this store's disk, not of the source. */
+const TARGET_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
+
+/** A failure on the file offered for reuse: the caller tries another copy or fetches the file. */
+function reuseError(err: unknown, path: string, action: string): StoreError {
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const detail = err instanceof Error ? err.message.replace(/\s+/g, ' ').trim() : String(err);
+  if (errno === 'ENOENT' || errno === 'ENOTDIR') {
+    return new StoreError('STORE_REUSE_MISSING', `no file to reuse there (${errno})`, path, { cause: err });
+  }
+  return new StoreError('STORE_REUSE_UNREADABLE', `${action} the file to reuse failed: ${detail}`, path, { cause: err });
 }

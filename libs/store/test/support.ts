@@ -90,7 +90,7 @@ export async function flipBit(path: string, position: number): Promise<void> {
   }
 }
 
-export type FaultOp = 'write' | 'datasync' | 'truncate' | 'rename' | 'open' | 'syncDir';
+export type FaultOp = 'write' | 'datasync' | 'truncate' | 'rename' | 'open' | 'syncDir' | 'copyInto';
 
 /**
  * The real filesystem with a switch: while `fault` returns an errno for an operation on a path,
@@ -142,6 +142,10 @@ export function faultyFs(fault: (op: FaultOp, path: string) => string | undefine
     syncDir: async (path) => {
       fail('syncDir', path);
       return nodeFileSystem.syncDir(path);
+    },
+    copyInto: async (from, to) => {
+      fail('copyInto', to);
+      return nodeFileSystem.copyInto(from, to);
     },
   };
 }
