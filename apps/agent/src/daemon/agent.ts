@@ -8,7 +8,7 @@ import pino from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { RevocationSet, verifyRevocationList } from '@shoal/pki';
 import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, shoalV1, unary } from '@shoal/proto';
-import { PackageStore } from '@shoal/store';
+import { PackageStore, finishedPackagePath, reuseHeldFiles } from '@shoal/store';
 import type { Location } from '@shoal/topology';
 import { truncatedInfoHash } from '@shoal/torrent';
 import { NodeFetcher, ReleaseVerifier } from '@shoal/trust';
@@ -167,10 +167,34 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     entry.announceTimer.unref();
   };
 
+  /**
+   * Files this host already holds in another package (same pieces root: same content, whatever
+   * the path) are copied and verified locally instead of fetched. Before the session starts: it
+   * reads the store's pieces once.
+   */
+  const reuseFiles = async (entry: CatalogEntry, store: PackageStore): Promise<void> => {
+    const held = (await catalog.list())
+      .filter((e) => e.infoHashHex !== entry.infoHashHex)
+      .map((e) => ({ metainfo: e.metainfo, packagePath: finishedPackagePath(storeRoot, e.metainfo) }));
+    if (held.length === 0) return;
+    try {
+      const reuse = await reuseHeldFiles(store, held);
+      metrics.reusedBytes.inc(reuse.bytesAdopted);
+      log.info(
+        { package: `${entry.name}@${entry.version}`, files: reuse.filesComplete, bytes: reuse.bytesAdopted, rejected: reuse.piecesRejected, skipped: reuse.failures.length },
+        'reused files already on this host',
+      );
+    } catch (err) {
+      // Reuse only saves transfer: on a disk error here the swarm fetches what is missing.
+      log.warn({ package: entry.name, err: (err as Error).message }, 'reusing local files failed');
+    }
+  };
+
   const activate = async (entry: CatalogEntry): Promise<ActivePackage> => {
     const existing = active.get(wireName(entry.metainfo.infoHash));
     if (existing) return existing;
     const store = await PackageStore.open({ root: storeRoot, metainfo: entry.metainfo });
+    if (!store.isComplete()) await reuseFiles(entry, store);
     const webseed = entry.metainfo.urlList.length > 0 ? new WebseedClient({ metainfo: entry.metainfo, urls: entry.metainfo.urlList, ca: identity.caPem }) : undefined;
     const session = new PackageSession({
       metainfo: entry.metainfo,
@@ -336,6 +360,11 @@ function agentMetrics(packages: () => Iterable<ActivePackage>) {
     refused: new Counter({ name: 'shoal_agent_peers_refused_total', help: 'peer connections refused, by reason', labelNames: ['code'] as const, registers: [registry] }),
     completed: new Counter({ name: 'shoal_agent_packages_completed_total', help: 'packages downloaded and verified', registers: [registry] }),
     revocationVersion: new Gauge({ name: 'shoal_agent_revocation_list_version', help: 'version of the revocation list applied', registers: [registry] }),
+    reusedBytes: new Counter({
+      name: 'shoal_agent_reused_bytes_total',
+      help: 'package bytes copied and verified from files this host already held (not fetched)',
+      registers: [registry],
+    }),
     webseedFetches: new Counter({
       name: 'shoal_agent_webseed_fetches_total',
       help: 'pieces fetched from the webseed (origin), by the reason the swarm fell back to it',
