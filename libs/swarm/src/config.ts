@@ -52,6 +52,8 @@ export interface SwarmConfig {
   strikesToBan: number;
   /** At most this many peers fetch one block at a time in end game. */
   endGameRequesters: number;
+  /** End game duplicates a block only once it has been outstanding this long (duplicates cost bytes). */
+  endGameDelayMs: number;
 }
 
 export const DEFAULT_SWARM_CONFIG: Readonly<SwarmConfig> = Object.freeze({
@@ -80,6 +82,7 @@ export const DEFAULT_SWARM_CONFIG: Readonly<SwarmConfig> = Object.freeze({
   snubMs: 60_000,
   strikesToBan: 3,
   endGameRequesters: 2,
+  endGameDelayMs: 1000,
 } satisfies SwarmConfig);
 
 const CHOICES: { [K in keyof SwarmConfig]?: readonly string[] } = {
@@ -109,6 +112,7 @@ const MINIMA: { [K in keyof SwarmConfig]?: number } = {
   snubMs: 1,
   strikesToBan: 1,
   endGameRequesters: 1,
+  endGameDelayMs: 0,
 };
 
 /** A refused value as a message shows it: JSON would print NaN and Infinity as null, and throws on a bigint. */

@@ -8,6 +8,8 @@ export class PieceDownload {
   readonly state: Uint8Array;
   /** Peer keys we asked for each block (several in end game). */
   readonly requesters: (number[] | undefined)[];
+  /** When each block was first requested (end game duplicates only blocks that are overdue). */
+  readonly requestedAt: Float64Array;
   /** Peer names that supplied each received block. */
   readonly senders: (string | undefined)[];
   received = 0;
@@ -25,6 +27,7 @@ export class PieceDownload {
   ) {
     this.state = new Uint8Array(numBlocks);
     this.requesters = new Array<number[] | undefined>(numBlocks).fill(undefined);
+    this.requestedAt = new Float64Array(numBlocks);
     this.senders = new Array<string | undefined>(numBlocks).fill(undefined);
     this.unrequested = numBlocks;
   }
@@ -39,9 +42,10 @@ export class PieceDownload {
     return out;
   }
 
-  markRequested(block: number, peer: number): void {
+  markRequested(block: number, peer: number, now: number): void {
     if (this.state[block] === BlockState.Missing) {
       this.state[block] = BlockState.Requested;
+      this.requestedAt[block] = now;
       this.unrequested--;
     }
     const list = this.requesters[block];

@@ -16,6 +16,8 @@ export interface SwarmFleetAgentSpec {
   labels?: Record<string, string>;
   /** Extra environment (e.g. SHOAL_SWARM) for this agent. */
   env?: NodeJS.ProcessEnv;
+  /** Runs on the enrolled data folder before the agent starts (e.g. `shoal agent import`). */
+  beforeStart?: (dataDir: string) => void | Promise<void>;
 }
 
 export interface SwarmFleetOptions {
@@ -58,8 +60,11 @@ export interface SwarmFleet {
   originUrl: string;
   agents: Map<string, AgentProcess>;
   specs: Map<string, SwarmFleetAgentSpec>;
-  /** Writes `files` (relative path -> bytes or a size for random bytes) under origin/<name>/, packs and publishes it. */
-  publish(name: string, version: string, files: Record<string, number | Buffer>, options?: { pieceLength?: string; webseed?: boolean }): Promise<PublishedRelease>;
+  /**
+   * Writes `files` (relative path -> bytes, or a size for random bytes) under origin/<folder>/
+   * (default: the release name), packs that folder and publishes it as name@version.
+   */
+  publish(name: string, version: string, files: Record<string, number | Buffer>, options?: { pieceLength?: string; webseed?: boolean; folder?: string }): Promise<PublishedRelease>;
   /** Tells an agent (over its control stream) to fetch a release. */
   fetch(agent: string, release: { name: string; version: string }): Promise<void>;
   status(agent: string): Promise<{ packages: AgentPackageStatus[] }>;
@@ -97,6 +102,7 @@ export async function startSwarmFleet(options: SwarmFleetOptions): Promise<Swarm
 
     const addAgent = async (spec: SwarmFleetAgentSpec): Promise<AgentProcess> => {
       const dataDir = await started.enrollAgentDir(spec.name, agentsDir, spec.labels);
+      await spec.beforeStart?.(dataDir);
       const agent = await startAgentProcess({ dataDir, env: { ...options.agentEnv, ...spec.env } });
       agents.set(spec.name, agent);
       specs.set(spec.name, spec);
@@ -123,7 +129,7 @@ export async function startSwarmFleet(options: SwarmFleetOptions): Promise<Swarm
         return (await status(agent)).packages.find((p) => p.name === release.name && p.version === release.version);
       },
       async publish(name, version, files, publishOptions = {}) {
-        const folder = join(originDir, name);
+        const folder = join(originDir, publishOptions.folder ?? name);
         let bytes = 0;
         for (const [path, content] of Object.entries(files)) {
           const target = join(folder, ...path.split('/'));
@@ -134,7 +140,10 @@ export async function startSwarmFleet(options: SwarmFleetOptions): Promise<Swarm
         }
         const torrentPath = join(work.path, `${name}-${version}.torrent`);
         const pack = ['pack', folder, '-o', torrentPath, '--ca', caPath, '--piece-length', publishOptions.pieceLength ?? '1M'];
-        if (publishOptions.webseed !== false) pack.push('--webseed', originUrl);
+        // A folder holding one file packs as a single-file package named after the file (BEP 19
+        // then looks for <url>/<file>): point its webseed at the folder.
+        const singleFile = Object.keys(files).length === 1;
+        if (publishOptions.webseed !== false) pack.push('--webseed', singleFile ? `${originUrl}${encodeURIComponent(publishOptions.folder ?? name)}/` : originUrl);
         const packed = runShoal(pack);
         if (packed.status !== 0) throw new Error(`pack failed: ${packed.stderr}`);
         const published = runShoal(['publish', torrentPath, '--name', name, '--version', version, '--data-dir', started.dataDir, '--controller', started.controller.restUrl]);

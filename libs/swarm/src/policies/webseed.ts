@@ -19,13 +19,22 @@ export interface WebseedContext {
    * origin's pieces out instead of all fetching the same ones.
    */
   isResponsible(index: number): boolean;
+  /**
+   * How long (ms) the peer responsible for the piece has announced no new piece (or, if it never
+   * did, since it connected): a responsible peer that keeps making progress is waited for.
+   */
+  responsibleQuietFor(index: number): number;
   /** Peers connected (handshake done). */
   readonly connectedPeers: number;
-  /** How long (ms) no connected peer has held a piece we want (0: some peer has one now). */
-  readonly peerlessFor: number;
-  /** Download rate from peers, bytes per second, and how long it has been below the slow threshold. */
+  /**
+   * How long (ms) no connected peer has held a piece we want; undefined while some peer holds
+   * one (0 would read as "peerless since now" to a policy waiting 0 ms).
+   */
+  readonly peerlessFor: number | undefined;
+  /** Download rate from peers, bytes per second. */
   readonly peerRate: number;
-  readonly slowFor: number;
+  /** How long (ms) `peerRate` has been below the configured slow threshold; undefined: not slow, or no threshold. */
+  readonly slowFor: number | undefined;
   random(): number;
 }
 
@@ -57,9 +66,10 @@ export interface FallbackTimings {
 
 /**
  * Peers first; the origin only when (1) a piece no connected peer holds is ours by rendezvous hash
- * (at once) or has waited `unavailableMs` (its responsible peer may be gone or slow), (2) no
- * connected peer has held anything we want for `noPeersMs` (alone, or only with peers as empty
- * as we are), or (3) peers have delivered below the slow threshold for `slowMs`.
+ * (at once), or has been unavailable for `unavailableMs` while the peer responsible for it
+ * announced nothing new for as long (it is gone, stuck or cannot reach the origin), (2) no peer
+ * has been connected for `noPeersMs`, or (3) peers have delivered below the slow threshold for
+ * `slowMs`. Peers that are as empty as we are do not count as missing: they fetch their share.
  */
 export class FallbackWebseed implements WebseedPolicy {
   readonly name = 'fallback';
@@ -78,7 +88,9 @@ export class FallbackWebseed implements WebseedPolicy {
       const count = ctx.availability(index);
       if (count === 0 && withPeers) {
         if (ctx.isResponsible(index)) return { index, reason: 'piece-unavailable' };
-        if (overdue === undefined && ctx.unavailableFor(index) >= this.timings.unavailableMs) overdue = index;
+        if (overdue === undefined && ctx.unavailableFor(index) >= this.timings.unavailableMs && ctx.responsibleQuietFor(index) >= this.timings.unavailableMs) {
+          overdue = index;
+        }
       }
       if (count < rarestCount) {
         rarest = index;
@@ -87,8 +99,8 @@ export class FallbackWebseed implements WebseedPolicy {
     }
     if (overdue !== undefined) return { index: overdue, reason: 'piece-unavailable' };
     if (rarest === undefined) return undefined;
-    if (ctx.peerlessFor >= this.timings.noPeersMs) return { index: rarest, reason: 'no-peers' };
-    if (ctx.slowFor >= this.timings.slowMs) return { index: rarest, reason: 'slow-peers' };
+    if (!withPeers && ctx.peerlessFor !== undefined && ctx.peerlessFor >= this.timings.noPeersMs) return { index: rarest, reason: 'no-peers' };
+    if (ctx.slowFor !== undefined && ctx.slowFor >= this.timings.slowMs) return { index: rarest, reason: 'slow-peers' };
     return undefined;
   }
 }
