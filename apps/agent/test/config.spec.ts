@@ -29,3 +29,22 @@ test('`shoal agent start` refuses bad settings and a missing identity with exit 
   expect(status.status).toBe(2);
   expect(status.stderr).toMatch(/no agent answers at \/nonexistent\/agent.sock/);
 });
+
+test('swarm settings (SHOAL_SWARM, a JSON object) are checked by libs/swarm at start: every bad field named', () => {
+  const ok = loadAgentConfig({ env: { SHOAL_AGENT_DATA_DIR: '/d', SHOAL_SWARM: '{"choker":"fleet","webseedConcurrency":8}' } });
+  expect(ok.swarm).toEqual({ choker: 'fleet', webseedConcurrency: 8 });
+  expect(loadAgentConfig({ env: { SHOAL_AGENT_DATA_DIR: '/d' } }).swarm).toEqual({});
+  const problems = (settings: string): string[] => {
+    try {
+      loadAgentConfig({ env: { SHOAL_AGENT_DATA_DIR: '/d', SHOAL_SWARM: settings } });
+      return [];
+    } catch (err) {
+      return (err as ConfigError).problems;
+    }
+  };
+  expect(problems('{"picker":"fastest","maxPeers":0,"bogus":1}')[0]).toMatch(
+    /^swarm \(SHOAL_SWARM\): bad swarm settings: picker: must be one of rarest-first, random, not "fastest"; maxPeers: must be an integer >= 1, not 0; bogus: unknown setting/,
+  );
+  expect(problems('[1,2]')[0]).toMatch(/^swarm \(SHOAL_SWARM\): must be a JSON object of swarm settings/);
+  expect(problems('{not json')[0]).toMatch(/^swarm \(SHOAL_SWARM\): /);
+});

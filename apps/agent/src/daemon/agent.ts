@@ -73,9 +73,19 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     packageFor: (hex) => active.get(hex)?.pkg,
     isRevoked: (serial) => revocations.has(serial),
   });
-  peerServer.on('connection', (c: AdmittedConnection) =>
-    active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId, peerLocations.get(c.peer.agentId)),
-  );
+  const connectionCount = (): number => {
+    let total = 0;
+    for (const item of active.values()) total += item.session.progress.peers;
+    return total;
+  };
+  peerServer.on('connection', (c: AdmittedConnection) => {
+    if (connectionCount() >= config.maxConnections) {
+      c.socket.destroy();
+      metrics.refused.inc({ code: 'AGENT_CONNECTION_LIMIT' });
+      return;
+    }
+    active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId, peerLocations.get(c.peer.agentId));
+  });
   peerServer.on('refused', (r: { code: string; message: string }) => {
     metrics.refused.inc({ code: r.code });
     log.info(r, 'peer refused');
@@ -123,7 +133,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       .filter((peer) => peer.agentId !== agentId && !entry.dialled.has(peer.agentId) && peer.addresses.length > 0)
       .map((peer) => ({ ...peer, id: peer.agentId, location: { region: peer.region, zone: peer.zone, site: peer.site } }));
     for (const c of candidates) peerLocations.set(c.id, c.location);
-    const slots = config.maxPeersPerPackage - entry.dialled.size;
+    const slots = Math.min(config.maxPeersPerPackage - entry.dialled.size, config.maxConnections - connectionCount());
     for (const peer of entry.session.swarm.rankCandidates(candidates, selfLocation, agentId, slots)) {
       const host = peer.addresses[0] as string;
       entry.dialled.add(peer.agentId);

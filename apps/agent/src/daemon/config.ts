@@ -10,6 +10,8 @@ export interface AgentConfig {
   advertiseAddress: string;
   statusSocket: string;
   maxPeersPerPackage: number;
+  /** Peer connections across all packages (accepted and dialled). */
+  maxConnections: number;
   /** Swarm policies and limits, overriding libs/swarm's DEFAULT_SWARM_CONFIG field by field. */
   swarm: Partial<SwarmConfig>;
   logLevel: LogLevel;
@@ -34,6 +36,7 @@ export const AGENT_SCHEMA: Schema<AgentConfig> = {
   },
   statusSocket: { env: 'SHOAL_STATUS_SOCKET', doc: 'unix socket of the local status API (default <dataDir>/agent.sock)', default: '', parse: (raw) => String(raw) },
   maxPeersPerPackage: { env: 'SHOAL_MAX_PEERS', doc: 'peer connections dialled per package', default: 30, parse: integer(1, 1000) },
+  maxConnections: { env: 'SHOAL_MAX_CONNECTIONS', doc: 'peer connections across all packages; more inbound ones are refused', default: 200, parse: integer(1, 100_000) },
   swarm: {
     env: 'SHOAL_SWARM',
     doc: 'swarm settings as a JSON object, e.g. {"choker":"fleet","webseedConcurrency":8} (libs/swarm config.ts lists them with their defaults)',
