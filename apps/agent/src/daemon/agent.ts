@@ -1,12 +1,12 @@
 import { Agent as HttpsAgent } from 'node:https';
 import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { RevocationSet, verifyRevocationList } from '@shoal/pki';
+import { RevocationSet, type SignedRevocationList, verifyRevocationList } from '@shoal/pki';
 import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, shoalV1, unary } from '@shoal/proto';
 import { PackageStore, finishedPackagePath, reuseHeldFiles } from '@shoal/store';
 import type { Location } from '@shoal/topology';
@@ -55,7 +55,10 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const files = await loadIdentity(config.dataDir);
   const { agentId, fleet, endpoints } = files.enrollment;
   let identity: TlsIdentity = { keyPem: files.keyPem, certPem: files.certPem, caPem: files.caPem };
-  let revocations = new RevocationSet({ fleet, version: 0, issuedAt: new Date(0), revoked: [] });
+  // The last verified revocation list, kept across restarts: revoked peers stay refused before
+  // the control stream is back (and while the controller is unreachable).
+  const revocationsPath = join(config.dataDir, 'revocations.json');
+  let revocations = await loadRevocations(revocationsPath, identity.caPem, fleet, log);
   const peerId = Buffer.concat([Buffer.from('-SH0100-'), randomBytes(12)]);
   const catalog = new Catalog(join(config.dataDir, 'packages'));
   const storeRoot = join(config.dataDir, 'store');
@@ -82,6 +85,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     if (connectionCount() >= config.maxConnections) {
       c.socket.destroy();
       metrics.refused.inc({ code: 'AGENT_CONNECTION_LIMIT' });
+      log.info({ peer: c.peer.agentId, limit: config.maxConnections }, 'peer refused: agent connection limit');
       return;
     }
     active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId, peerLocations.get(c.peer.agentId));
@@ -283,8 +287,17 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
             closed++;
           }
         }
-        log.info({ version: list.version, closed }, 'revocation list applied');
-        reply(true);
+        // Applied at once; reported once it is also on disk for the next start.
+        saveRevocations(revocationsPath, command.revocations).then(
+          () => {
+            log.info({ version: list.version, closed }, 'revocation list applied');
+            reply(true);
+          },
+          (err: Error) => {
+            log.warn({ version: list.version, closed, err: err.message }, 'revocation list applied but not saved');
+            reply(false, `applied but not saved: ${err.message}`);
+          },
+        );
       } catch (err) {
         reply(false, (err as Error).message);
       }
@@ -350,6 +363,28 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       await new Promise<void>((resolve) => status.close(() => resolve()));
     },
   };
+}
+
+async function loadRevocations(path: string, caPem: string, fleet: string, log: pino.Logger): Promise<RevocationSet> {
+  const empty = new RevocationSet({ fleet, version: 0, issuedAt: new Date(0), revoked: [] });
+  let saved: string;
+  try {
+    saved = await readFile(path, 'utf8');
+  } catch {
+    return empty;
+  }
+  try {
+    return new RevocationSet(verifyRevocationList(JSON.parse(saved) as SignedRevocationList, caPem, { fleet, minVersion: 0 }));
+  } catch (err) {
+    log.warn({ path, err: (err as Error).message }, 'ignoring a saved revocation list that does not verify');
+    return empty;
+  }
+}
+
+async function saveRevocations(path: string, list: SignedRevocationList): Promise<void> {
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, JSON.stringify({ payload: list.payload, signature: list.signature }), { mode: 0o600 });
+  await rename(temporary, path);
 }
 
 /** The labels the agent enrolled with, as a topology location. */
