@@ -4,8 +4,9 @@ import { BLOCK_SIZE, FileHashTree, type Metainfo, type PackageFile, pieceLayerOf
 /**
  * Piece and block sizes of a package. v2 files are piece-aligned, so the last piece of every file
  * may be short: `pieceSize` is the real size (what the store hashes and what we request), while
- * `wireTotalLength` is the piece space as libtorrent and PeerConnection see it (every piece full
- * length but the very last one).
+ * `wireTotalLength` is the piece space as libtorrent and PeerConnection see it: every piece full
+ * length, the very last one too (libtorrent >= 2.0.4 pads every file of a v2 torrent to a piece
+ * boundary, arvidn/libtorrent#6153, and asks for the padding; we answer it with zeros).
  */
 export class PackageGeometry {
   readonly numPieces: number;
@@ -34,8 +35,7 @@ export class PackageGeometry {
       }
     }
     this.totalBytes = total;
-    const last = this.numPieces - 1;
-    this.wireTotalLength = last * this.pieceLength + this.pieceSize(last);
+    this.wireTotalLength = this.numPieces * this.pieceLength;
     this.space = new PieceSpace(this.pieceLength, this.sizes);
   }
 
