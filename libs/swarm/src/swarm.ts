@@ -88,11 +88,15 @@ interface Peer {
   readonly up: RateMeter;
   /** When it last sent a block, or when we started waiting on it. */
   lastBlockAt: number;
+  /** When it last announced a piece new to us (or opened): its progress, for webseed responsibility. */
+  lastHaveAt: number;
   snubbed: boolean;
   unchokedAt: number;
   /** Super-seeding: the connection started with have-none; pieces revealed and not yet fully sent. */
   readonly superSeeded: boolean;
   readonly revealed: Map<number, number>;
+  /** Super-seeding: how many pieces may be revealed to it at once (grows as it takes them). */
+  revealWindow: number;
 }
 
 /** A re-fetched piece whose blame is open is taken by one peer at a time. */
@@ -163,6 +167,8 @@ export class Swarm {
   private superSeeding: boolean;
   /** Super-seeding: peers each piece is revealed to and not yet fully sent. */
   private readonly revealedCount: Uint32Array;
+  /** Of those, the peers we unchoke: only there is the piece on its way. */
+  private readonly flowingReveals: Uint32Array;
   private optimistic: { key: number; since: number } | undefined;
   private lastRechoke = -Infinity;
 
@@ -171,6 +177,7 @@ export class Swarm {
   private readonly webseedInFlight = new Set<number>();
   private webseedBackoffUntil = -Infinity;
   private webseedBackoffMs = 0;
+  /** Per piece: since when no connected peer holds it (read only while its availability is 0). */
   private readonly unavailableSince: Float64Array;
   private peerlessSince: number | undefined;
   private slowSince: number | undefined;
@@ -202,11 +209,13 @@ export class Swarm {
     this.superSeeding = this.completed && this.policies.seeding.reveals;
     this.availability = new Uint32Array(n);
     this.sentCopies = new Uint32Array(n);
-    this.unavailableSince = new Float64Array(n).fill(Number.NaN);
+    // No peer yet: every piece is unavailable from the start.
+    this.unavailableSince = new Float64Array(n).fill(options.now);
     this.webseedAvailable = options.webseed === true;
     this.peerlessSince = options.now;
     this.now = options.now;
     this.revealedCount = new Uint32Array(n);
+    this.flowingReveals = new Uint32Array(n);
   }
 
   // ---------------------------------------------------------------- queries
@@ -303,10 +312,12 @@ export class Swarm {
       down: new RateMeter(now),
       up: new RateMeter(now),
       lastBlockAt: now,
+      lastHaveAt: now,
       snubbed: false,
       unchokedAt: -Infinity,
       superSeeded,
       revealed: new Map(),
+      revealWindow: this.policies.seeding.revealAhead,
     });
     if (superSeeded) return 'none';
     return this.advertisement();
@@ -318,6 +329,7 @@ export class Swarm {
     const peer = this.peers.get(key);
     if (!peer) return;
     peer.open = true;
+    peer.lastHaveAt = now;
     peer.fast = options.fast;
     peer.reqq = Math.max(1, options.reqq);
     peer.lastBlockAt = now;
@@ -353,6 +365,7 @@ export class Swarm {
     const peer = this.peers.get(key);
     if (!peer || index < 0 || index >= this.space.numPieces) return;
     if (!this.markPeerHas(peer, index)) return;
+    peer.lastHaveAt = now;
     if (this.unreveal(peer, index)) this.revealTo(peer);
     if (peer.wanted === 1 && this.have[index] === 0) this.updateInterest(peer);
     this.fill(peer);
@@ -451,9 +464,20 @@ export class Swarm {
       peer.revealed.set(r.index, blocks);
       return;
     }
-    // The whole revealed piece went to this peer: one more copy is out; reveal the next.
+    // The whole revealed piece went to this peer: one more copy is out; reveal the next. Like TCP
+    // slow start, a peer that takes what it is shown gets a wider window (a fast lone leech
+    // would otherwise wait a round trip per revealAhead pieces), while pieces nobody has seen
+    // are plentiful enough that every peer could widen as much without sharing a reveal.
     this.unreveal(peer, r.index);
     this.countCopy(r.index);
+    let sharing = 0;
+    let revealed = 0;
+    for (const p of this.peers.values()) {
+      if (!p.superSeeded || !p.open) continue;
+      sharing++;
+      revealed += p.revealed.size;
+    }
+    if (this.space.numPieces - this.piecesOut - revealed > sharing * (peer.revealWindow + 1)) peer.revealWindow++;
     this.revealTo(peer);
   }
 
@@ -469,6 +493,7 @@ export class Swarm {
       if (!hasBit(peer.bits, i)) continue;
       const left = (this.availability[i] ?? 1) - 1;
       this.availability[i] = left;
+      if (left === 0) this.unavailableSince[i] = now;
       if (left === 0 && this.sentCopies[i] === 0 && this.piecesOut > 0) this.piecesOut--;
     }
     if (this.optimistic?.key === key) this.optimistic = undefined;
@@ -572,7 +597,7 @@ export class Swarm {
     if (this.storeFailed) return;
     this.storeFailed = true;
     for (const peer of this.peers.values()) {
-      this.releaseAll(peer);
+      this.cancelAll(peer);
       this.updateInterest(peer);
     }
   }
@@ -648,10 +673,7 @@ export class Swarm {
     peer.count++;
     const before = this.availability[index] ?? 0;
     this.availability[index] = before + 1;
-    if (before === 0) {
-      this.unavailableSince[index] = Number.NaN;
-      if (this.sentCopies[index] === 0) this.gainPieceOut();
-    }
+    if (before === 0 && this.sentCopies[index] === 0) this.gainPieceOut();
     if (this.have[index] === 0) peer.wanted++;
     return true;
   }
@@ -704,8 +726,9 @@ export class Swarm {
       budget -= this.requestBlocks(peer, pd, budget, false);
     }
 
-    // 3. New pieces chosen by the picker.
-    while (budget > 0 && this.pieces.size < this.config.maxPiecesInFlight) {
+    // 3. New pieces chosen by the picker (which scans every piece: skipped when all the peer has
+    // that we lack is claimed already).
+    while (budget > 0 && this.pieces.size < this.config.maxPiecesInFlight && this.holdsUnclaimed(peer)) {
       const index = this.policies.picker.pick({
         numPieces: this.space.numPieces,
         verifiedPieces: this.verified,
@@ -730,6 +753,17 @@ export class Swarm {
     if (startedIdle && peer.outstanding.size > 0) peer.lastBlockAt = this.now;
   }
 
+  /** The peer may hold a piece we lack that nobody fetches (peer or webseed) and whose blame is settled. */
+  private holdsUnclaimed(peer: Peer): boolean {
+    let claimed = 0;
+    for (const index of this.pieces.keys()) if (hasBit(peer.bits, index)) claimed++;
+    for (const index of this.webseedInFlight) if (!this.pieces.has(index) && hasBit(peer.bits, index)) claimed++;
+    for (const index of this.failed.keys()) {
+      if (!this.pieces.has(index) && !this.webseedInFlight.has(index) && hasBit(peer.bits, index)) claimed++;
+    }
+    return peer.wanted > claimed;
+  }
+
   private requestBlocks(peer: Peer, pd: PieceDownload, budget: number, duplicate: boolean): number {
     let sent = 0;
     for (let b = 0; b < pd.numBlocks && sent < budget; b++) {
@@ -737,11 +771,13 @@ export class Swarm {
       if (duplicate) {
         const requesters = pd.requesters[b];
         if (state !== BlockState.Requested || !requesters || requesters.length >= this.config.endGameRequesters || requesters.includes(peer.key)) continue;
+        // A block still on its way in good time is not worth a second copy.
+        if (this.now - (pd.requestedAt[b] as number) < this.config.endGameDelayMs) continue;
       } else {
         if (pd.unrequested === 0) break;
         if (state !== BlockState.Missing) continue;
       }
-      pd.markRequested(b, peer.key);
+      pd.markRequested(b, peer.key, this.now);
       peer.outstanding.add(this.space.blockKey(pd.index, b));
       this.actions.push({ type: 'request', peer: peer.key, index: pd.index, begin: b * BLOCK_SIZE, length: this.space.blockLength(pd.index, b) });
       sent++;
@@ -767,6 +803,18 @@ export class Swarm {
     const pd = new PieceDownload(index, this.space.blockCount(index), exclusive);
     this.pieces.set(index, pd);
     return pd;
+  }
+
+  /** Downloading stopped: cancel what the peer still owes us so it does not send it for nothing. */
+  private cancelAll(peer: Peer): void {
+    if (peer.open) {
+      for (const key of peer.outstanding) {
+        const index = this.space.pieceOfKey(key);
+        const block = key - index * this.space.blocksPerPiece;
+        this.actions.push({ type: 'cancel', peer: peer.key, index, begin: block * BLOCK_SIZE, length: this.space.blockLength(index, block) });
+      }
+    }
+    this.releaseAll(peer);
   }
 
   private releaseAll(peer: Peer): void {
@@ -815,14 +863,7 @@ export class Swarm {
     this.completed = true;
     this.failed.clear();
     for (const peer of this.peers.values()) {
-      if (peer.open) {
-        for (const key of peer.outstanding) {
-          const index = this.space.pieceOfKey(key);
-          const block = key - index * this.space.blocksPerPiece;
-          this.actions.push({ type: 'cancel', peer: peer.key, index, begin: block * BLOCK_SIZE, length: this.space.blockLength(index, block) });
-        }
-      }
-      peer.outstanding.clear();
+      this.cancelAll(peer);
       this.updateInterest(peer);
     }
     this.pieces.clear();
@@ -859,22 +900,18 @@ export class Swarm {
         now,
         numPieces: this.space.numPieces,
         connectedPeers: open,
-        peerlessFor: this.peerlessSince === undefined ? 0 : now - this.peerlessSince,
+        peerlessFor: this.peerlessSince === undefined ? undefined : now - this.peerlessSince,
         peerRate,
-        slowFor: this.slowSince === undefined ? 0 : now - this.slowSince,
+        slowFor: this.slowSince === undefined ? undefined : now - this.slowSince,
         random: this.random,
         isWanted: (i) => this.have[i] === 0 && !this.pieces.has(i) && !this.webseedInFlight.has(i),
         availability: (i) => this.availability[i] ?? 0,
-        unavailableFor: (i) => {
-          if ((this.availability[i] ?? 0) > 0) return 0;
-          const since = this.unavailableSince[i] as number;
-          if (Number.isNaN(since)) {
-            this.unavailableSince[i] = now;
-            return 0;
-          }
-          return now - since;
+        unavailableFor: (i) => ((this.availability[i] ?? 0) > 0 ? 0 : now - (this.unavailableSince[i] as number)),
+        isResponsible: (i) => this.responsibleFor(i) === undefined,
+        responsibleQuietFor: (i) => {
+          const peer = this.responsibleFor(i);
+          return peer === undefined ? 0 : now - peer.lastHaveAt;
         },
-        isResponsible: (i) => this.isResponsible(i),
       });
       if (!decision) return;
       this.webseedInFlight.add(decision.index);
@@ -883,15 +920,24 @@ export class Swarm {
     }
   }
 
-  /** We have the lowest rendezvous score for the piece among us and the open peers lacking it. */
-  private isResponsible(index: number): boolean {
-    const mine = rendezvous(this.selfHash, index);
+  /**
+   * Among us and the open peers lacking the piece, the one with the lowest rendezvous score: the
+   * peer expected to fetch it from the origin (undefined: we are).
+   */
+  private responsibleFor(index: number): Peer | undefined {
+    let bestScore = rendezvous(this.selfHash, index);
+    let bestHash = this.selfHash;
+    let best: Peer | undefined;
     for (const p of this.peers.values()) {
       if (!p.open || hasBit(p.bits, index)) continue;
-      const theirs = rendezvous(p.nameHash, index);
-      if (theirs < mine || (theirs === mine && p.nameHash < this.selfHash)) return false;
+      const score = rendezvous(p.nameHash, index);
+      if (score < bestScore || (score === bestScore && p.nameHash < bestHash)) {
+        bestScore = score;
+        bestHash = p.nameHash;
+        best = p;
+      }
     }
-    return true;
+    return best;
   }
 
   // ---------------------------------------------------------------- uploading
@@ -910,17 +956,25 @@ export class Swarm {
   /** Super-seeding: keep `revealAhead` pieces revealed to the peer, least-copied first. */
   private revealTo(peer: Peer): void {
     if (!this.superSeeding || !peer.superSeeded || !peer.open) return;
-    while (peer.revealed.size < this.policies.seeding.revealAhead) {
+    while (peer.revealed.size < peer.revealWindow) {
       const index = this.policies.seeding.nextReveal({
         numPieces: this.space.numPieces,
         random: this.random,
-        isExcluded: (i) => hasBit(peer.bits, i) || peer.revealed.has(i),
+        // A piece lost on disk (pieceLost) cannot be served: revealing it would strand the peer.
+        isExcluded: (i) => this.have[i] !== 1 || hasBit(peer.bits, i) || peer.revealed.has(i),
         // Pieces on their way to another peer count too, so the next peer is offered another.
-        copies: (i) => (this.sentCopies[i] ?? 0) + (this.availability[i] ?? 0) + (this.revealedCount[i] ?? 0),
+        // One only revealed to choked peers is not on its way: it counts a fraction, below a
+        // copy, so that it goes before copied pieces yet choked peers are told different ones.
+        copies: (i) => {
+          const flowing = this.flowingReveals[i] ?? 0;
+          const stalled = (this.revealedCount[i] ?? 0) - flowing;
+          return (this.sentCopies[i] ?? 0) + (this.availability[i] ?? 0) + flowing + stalled / (this.peers.size + 1);
+        },
       });
       if (index === undefined) return;
       peer.revealed.set(index, 0);
       this.revealedCount[index] = (this.revealedCount[index] ?? 0) + 1;
+      if (!peer.amChoking) this.flowingReveals[index] = (this.flowingReveals[index] ?? 0) + 1;
       this.actions.push({ type: 'have', peer: peer.key, index });
     }
   }
@@ -941,12 +995,39 @@ export class Swarm {
   private unreveal(peer: Peer, index: number): boolean {
     if (!peer.revealed.delete(index)) return false;
     this.revealedCount[index] = (this.revealedCount[index] ?? 1) - 1;
+    if (!peer.amChoking) this.flowingReveals[index] = (this.flowingReveals[index] ?? 1) - 1;
     return true;
+  }
+
+  /** A peer's reveals start (unchoked) or stop (choked) flowing. */
+  private countFlowing(peer: Peer, delta: 1 | -1): void {
+    for (const index of peer.revealed.keys()) this.flowingReveals[index] = (this.flowingReveals[index] ?? 0) + delta;
+  }
+
+  /**
+   * Between rounds a rechoke only takes back the slots of uninterested peers and gives free slots
+   * to waiting peers: anything to do? (It runs on every change of interest.)
+   */
+  private mayRechokeBetweenRounds(): boolean {
+    let unchoked = 0;
+    let waiting = false;
+    for (const p of this.peers.values()) {
+      if (!p.open) continue;
+      if (p.amChoking) {
+        if (p.peerInterested) waiting = true;
+        continue;
+      }
+      if (!p.peerInterested) return true;
+      unchoked++;
+    }
+    return waiting && unchoked <= this.config.unchokeSlots;
   }
 
   private rechoke(now: number, force: boolean): void {
     if (!force && now - this.lastRechoke < this.config.rechokeMs) return;
-    this.lastRechoke = now;
+    // Only full rounds restart the period: events that force a rechoke come all the time.
+    if (!force) this.lastRechoke = now;
+    else if (!this.mayRechokeBetweenRounds()) return;
     const open = [...this.peers.values()].filter((p) => p.open);
     const decision = this.policies.choker.choose(
       open.map((p) => ({
@@ -961,14 +1042,17 @@ export class Swarm {
       { seeding: this.completed, slots: this.config.unchokeSlots, now, random: this.random, optimistic: this.optimistic },
     );
     this.optimistic = decision.optimistic;
-    // Between rounds (a peer came or became interested) only free slots are filled: no churn.
+    // Between rounds (a peer came or changed interest) only free slots are filled, no churn; a
+    // peer that lost interest gives its slot back first, so that a waiting peer takes it.
     let unchoked = open.filter((p) => !p.amChoking).length;
-    for (const peer of open) {
+    const order = force ? [...open.filter((p) => !p.amChoking), ...open.filter((p) => p.amChoking)] : open;
+    for (const peer of order) {
       const unchoke = decision.unchoke.has(peer.key);
       if (unchoke === !peer.amChoking) continue;
-      if (force && (!unchoke || unchoked > this.config.unchokeSlots)) continue;
+      if (force && (unchoke ? unchoked > this.config.unchokeSlots : peer.peerInterested)) continue;
       unchoked += unchoke ? 1 : -1;
       peer.amChoking = !unchoke;
+      this.countFlowing(peer, unchoke ? 1 : -1);
       if (unchoke) peer.unchokedAt = now;
       this.actions.push({ type: unchoke ? 'unchoke' : 'choke', peer: peer.key });
     }

@@ -54,14 +54,13 @@ export class RarestFirstPicker implements PiecePicker {
     let bestCount = Infinity;
     for (let k = 0; k < n; k++) {
       const index = start + k < n ? start + k : start + k - n;
-      if (!ctx.isCandidate(index)) continue;
+      // Rarity first: it is cheaper to read than candidacy, and most pieces are not rarer.
       const count = ctx.availability(index);
-      if (count < bestCount) {
-        best = index;
-        bestCount = count;
-        // Only the asking peer holds it: nothing can be rarer.
-        if (count <= 1) break;
-      }
+      if (count >= bestCount || !ctx.isCandidate(index)) continue;
+      best = index;
+      bestCount = count;
+      // Only the asking peer holds it: nothing can be rarer.
+      if (count <= 1) break;
     }
     return best;
   }

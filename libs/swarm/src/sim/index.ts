@@ -1,0 +1,5 @@
+export * from './event-queue';
+export * from './options';
+export * from './random';
+export * from './scenarios';
+export * from './simulator';
