@@ -120,5 +120,5 @@ describe('kill -9 at random moments (a real child process)', () => {
     } finally {
       await store.close();
     }
-  }, 30_000);
+  }, 120_000);
 });
