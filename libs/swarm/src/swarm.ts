@@ -94,6 +94,8 @@ interface Peer {
   unchokedAt: number;
   /** Super-seeding: the connection started with have-none; pieces revealed and not yet fully sent. */
   readonly superSeeded: boolean;
+  /** What we announced when the connection was made (pieces verified before it opens are announced then). */
+  advertisedHave: Uint8Array | undefined;
   readonly revealed: Map<number, number>;
   /** Super-seeding: how many pieces may be revealed to it at once (grows as it takes them). */
   revealWindow: number;
@@ -318,6 +320,7 @@ export class Swarm {
       superSeeded,
       revealed: new Map(),
       revealWindow: this.policies.seeding.revealAhead,
+      advertisedHave: superSeeded ? undefined : this.have.slice(),
     });
     if (superSeeded) return 'none';
     return this.advertisement();
@@ -333,6 +336,10 @@ export class Swarm {
     peer.fast = options.fast;
     peer.reqq = Math.max(1, options.reqq);
     peer.lastBlockAt = now;
+    // Pieces verified while the handshake was under way were not in the advertisement.
+    const advertised = peer.advertisedHave;
+    peer.advertisedHave = undefined;
+    if (advertised) for (let i = 0; i < this.space.numPieces; i++) if (this.have[i] === 1 && advertised[i] !== 1) this.actions.push({ type: 'have', peer: key, index: i });
     this.rechoke(now, true);
   }
 

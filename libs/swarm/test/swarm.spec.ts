@@ -585,3 +585,16 @@ describe('Swarm: peers', () => {
     expect(requested(a.close(), 2)).toEqual(asked);
   });
 });
+
+describe('Swarm: announcing', () => {
+  test('a piece verified while a connection is still handshaking is announced once it opens', () => {
+    const space = PieceSpace.uniform(4 * 16 * 1024, 16 * 1024);
+    const swarm = new Swarm({ space, have: [1, 0, 0, 0], selfName: 'self', random: () => 0.5, now: 0 });
+    const advertised = swarm.addPeer(1, { name: 'late' }, 0);
+    expect(advertised).toBeInstanceOf(Uint8Array);
+    swarm.pieceVerified(2, 1);
+    expect(swarm.takeActions().filter((a) => a.type === 'have')).toEqual([]);
+    swarm.peerOpened(1, { fast: true, reqq: 250 }, 2);
+    expect(swarm.takeActions().filter((a) => a.type === 'have')).toEqual([{ type: 'have', peer: 1, index: 2 }]);
+  });
+});
