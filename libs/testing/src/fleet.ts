@@ -61,6 +61,10 @@ export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: N
         {
           method,
           ca: caPem,
+          // A fresh connection per call: Node's global agent keeps sockets alive, and one the
+          // controller closes after its idle timeout (while a test sat in spawnSync) hangs up the
+          // next request that reuses it.
+          agent: false,
           headers: {
             ...(token ? { authorization: `Bearer ${token}` } : {}),
             ...(payload ? { 'content-type': options.contentType ?? 'application/json', 'content-length': payload.length } : {}),
