@@ -196,7 +196,7 @@ async function writeContent(path: string, content: number | Buffer): Promise<voi
 /** GET a JSON document from an HTTP server on a unix socket (the agent's status API). */
 function getJson(socketPath: string, path: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath, path, method: 'GET' }, (res) => {
+    const req = httpRequest({ socketPath, path, method: 'GET', agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
