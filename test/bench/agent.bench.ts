@@ -11,17 +11,17 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, openSync, readFileSync, closeSync, writeSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { connect, createServer } from 'node:tls';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CertificateAuthority, generateRsaKeyPair } from '@shoal/pki';
 import { type AgentProcess, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
+import { plainTlsSeconds } from './plain-tls';
 
 const RESULTS_DIR = join(__dirname, 'results');
 const MiB = 1024 * 1024;
 const TARGETS = { throughputVsPlainTls: 0.7, peakRssMiB: 200 };
 
-function parseSize(text: string): number {
+export function parseSize(text: string): number {
   const match = /^(\d+)\s*(k|kib|m|mib|g|gib)?$/i.exec(text.trim());
   const unit = { k: 1024, kib: 1024, m: MiB, mib: MiB, g: 1024 * MiB, gib: 1024 * MiB }[(match?.[2] ?? '').toLowerCase() as 'k'] ?? 1;
   if (!match) throw new Error(`not a size: ${text}`);
@@ -34,7 +34,7 @@ function peakRssMiB(pid: number): number {
   return kib / 1024;
 }
 
-function writeRandomFile(path: string, size: number): void {
+export function writeRandomFile(path: string, size: number): void {
   const chunk = randomBytes(16 * MiB);
   const fd = openSync(path, 'w');
   try {
@@ -45,36 +45,6 @@ function writeRandomFile(path: string, size: number): void {
   } finally {
     closeSync(fd);
   }
-}
-
-/** Seconds for one TLS 1.3 connection on loopback to carry `size` bytes: the baseline. */
-async function plainTlsSeconds(size: number, caPem: string, server: { keyPem: string; certPem: string }): Promise<number> {
-  const tls = createServer({ key: server.keyPem, cert: server.certPem, minVersion: 'TLSv1.3' }, (socket) => {
-    const block = randomBytes(MiB);
-    let sent = 0;
-    const pump = () => {
-      while (sent < size) {
-        const n = Math.min(block.length, size - sent);
-        sent += n;
-        if (!socket.write(n === block.length ? block : block.subarray(0, n))) return void socket.once('drain', pump);
-      }
-      socket.end();
-    };
-    pump();
-  });
-  await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', () => resolve()));
-  const port = (tls.address() as { port: number }).port;
-  const started = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, ca: caPem, servername: 'localhost', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
-    let received = 0;
-    socket.on('data', (d: Buffer) => (received += d.length));
-    socket.on('end', () => (received === size ? resolve() : reject(new Error(`got ${received} of ${size}`))));
-    socket.on('error', reject);
-  });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  tls.close();
-  return seconds;
 }
 
 export async function agentBench(argv: string[]): Promise<void> {

@@ -5,12 +5,16 @@
  *   pack      shoal pack vs sha256sum / openssl / libtorrent on a 2 GiB file; peak RSS
  *   tracker   announces per second and latency against one controller process over mTLS
  *   agent     agent-to-agent throughput vs a plain TLS socket; the leech's peak RSS
+ *   wire      peer-wire throughput layer by layer (wire, read, write, store, session) vs plain TLS
+ *   sim       the swarm core in its simulator, 200 and 1,000 peers: completion vs T*, CPU seconds
  */
 import { describeFailure, packBench } from './pack.bench';
 import { trackerBench } from './tracker.bench';
 import { agentBench } from './agent.bench';
+import { wireBench } from './wire.bench';
+import { simBench } from './swarm-sim';
 
-const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench };
+const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench, wire: wireBench, sim: simBench };
 
 async function main(argv: string[]): Promise<void> {
   const [first, ...rest] = argv;
