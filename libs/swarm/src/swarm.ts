@@ -30,6 +30,11 @@ export interface SwarmPeerInfo {
   /** Agent id (certificate CN): blame and bans stick to it across reconnects. */
   name: string;
   location?: Location;
+  /**
+   * The tracker lists it as a seed. A super-seed hides its pieces behind have-none, so for the
+   * webseed fallback it counts as holding every piece while it is connected.
+   */
+  seed?: boolean;
 }
 
 export interface SwarmProgress {
@@ -94,6 +99,8 @@ interface Peer {
   unchokedAt: number;
   /** Super-seeding: the connection started with have-none; pieces revealed and not yet fully sent. */
   readonly superSeeded: boolean;
+  /** Listed as a seed by the tracker (it may hide pieces while super-seeding). */
+  readonly knownSeed: boolean;
   /** What we announced when the connection was made (pieces verified before it opens are announced then). */
   advertisedHave: Uint8Array | undefined;
   readonly revealed: Map<number, number>;
@@ -297,6 +304,7 @@ export class Swarm {
     this.peers.set(key, {
       key,
       name: info.name,
+      knownSeed: info.seed === true,
       nameHash: fnv1a(info.name),
       location: info.location,
       open: false,
@@ -890,10 +898,12 @@ export class Swarm {
     let open = 0;
     let holding = false;
     let peerRate = 0;
+    let hiddenSeeds = 0;
     for (const p of this.peers.values()) {
       if (!p.open) continue;
       open++;
-      if (p.wanted > 0) holding = true;
+      if (p.wanted > 0 || p.knownSeed) holding = true;
+      if (p.knownSeed) hiddenSeeds++;
       peerRate += p.down.rate(now);
     }
     if (holding) this.peerlessSince = undefined;
@@ -912,8 +922,8 @@ export class Swarm {
         slowFor: this.slowSince === undefined ? undefined : now - this.slowSince,
         random: this.random,
         isWanted: (i) => this.have[i] === 0 && !this.pieces.has(i) && !this.webseedInFlight.has(i),
-        availability: (i) => this.availability[i] ?? 0,
-        unavailableFor: (i) => ((this.availability[i] ?? 0) > 0 ? 0 : now - (this.unavailableSince[i] as number)),
+        availability: (i) => (this.availability[i] ?? 0) + hiddenSeeds,
+        unavailableFor: (i) => ((this.availability[i] ?? 0) + hiddenSeeds > 0 ? 0 : now - (this.unavailableSince[i] as number)),
         isResponsible: (i) => this.responsibleFor(i) === undefined,
         responsibleQuietFor: (i) => {
           const peer = this.responsibleFor(i);

@@ -598,3 +598,18 @@ describe('Swarm: announcing', () => {
     expect(swarm.takeActions().filter((a) => a.type === 'have')).toEqual([{ type: 'have', peer: 1, index: 2 }]);
   });
 });
+
+describe('Swarm: webseed with a hidden seed', () => {
+  test('a peer the tracker lists as a seed (super-seeding: have-none) keeps the origin idle; once it leaves, the origin fills in', () => {
+    const space = PieceSpace.uniform(8 * 16 * 1024, 16 * 1024);
+    const swarm = new Swarm({ space, have: 'none', selfName: 'self', random: () => 0.5, now: 0, webseed: true });
+    swarm.addPeer(1, { name: 'seed', seed: true }, 0);
+    swarm.peerOpened(1, { fast: true, reqq: 250 }, 0);
+    swarm.peerBitfield(1, 'none', 0);
+    swarm.tick(60_000);
+    expect(swarm.takeActions().filter((a) => a.type === 'webseed-fetch')).toEqual([]);
+    swarm.peerClosed(1, 61_000);
+    swarm.tick(65_000);
+    expect(swarm.takeActions().filter((a) => a.type === 'webseed-fetch').length).toBeGreaterThan(0);
+  });
+});

@@ -148,7 +148,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
             entry.dialled.delete(peer.agentId);
             dialledConnections.delete(c);
           });
-          entry.session.attach(c.socket, 'initiator', c.peer.agentId, peer.location);
+          entry.session.attach(c.socket, 'initiator', c.peer.agentId, peer.location, peer.seed);
         },
         (err: Error) => {
           entry.dialled.delete(peer.agentId);

@@ -202,9 +202,9 @@ export class PackageSession extends EventEmitter {
   /**
    * Takes an admitted TLS socket for this package (from PeerServer 'connection' or
    * connectToPeer). `peerName` is the peer's agent id, used for blame and bans; `location` its
-   * labels (topology), when known.
+   * labels (topology) and `seed` whether the tracker lists it as a seed, when known.
    */
-  attach(socket: TLSSocket, role: 'initiator' | 'acceptor', peerName: string, location?: Location): void {
+  attach(socket: TLSSocket, role: 'initiator' | 'acceptor', peerName: string, location?: Location, seed?: boolean): void {
     const refuse = (reason: SessionPeerError): void => {
       socket.destroy();
       this.safeEmit('peer-closed', { peerName, reason } satisfies PeerClosedEvent);
@@ -220,7 +220,7 @@ export class PackageSession extends EventEmitter {
       twin.close(duplicate);
     }
     const id = this.nextLinkId++;
-    const advertised = this.swarm.addPeer(id, { name: peerName, ...(location ? { location } : {}) }, this.clock());
+    const advertised = this.swarm.addPeer(id, { name: peerName, ...(location ? { location } : {}), ...(seed ? { seed } : {}) }, this.clock());
     if (typeof advertised === 'object' && 'refused' in advertised) return refuse(new SessionPeerError(advertised.refused, advertised.message));
     const conn = new PeerConnection({
       infoHash20: this.infoHash20,
