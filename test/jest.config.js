@@ -1,0 +1,5 @@
+module.exports = {
+  displayName: 'lab',
+  preset: '../jest.preset.js',
+  rootDir: '.',
+};
