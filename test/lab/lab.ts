@@ -473,6 +473,8 @@ export async function createLab(options: LabOptions): Promise<Lab> {
         { env: { ...process.env, ...runOptions.env }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
         (err, stdout, stderr) => resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
       );
+      // A command that exits without reading its input closes the pipe first: not an error.
+      child.stdin?.on('error', () => undefined);
       child.stdin?.end(runOptions.input ?? '');
     });
 
