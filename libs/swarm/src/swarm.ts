@@ -535,7 +535,9 @@ export class Swarm {
       this.have[index] = 1;
       this.verified++;
       for (const peer of this.peers.values()) {
-        if (peer.open) this.actions.push({ type: 'have', peer: peer.key, index });
+        // A peer that holds the piece needs no HAVE (half the messages of a swarm, most of its
+        // CPU), except a seed that may be super-seeding: it counts copies by them.
+        if (peer.open && (!hasBit(peer.bits, index) || peer.knownSeed)) this.actions.push({ type: 'have', peer: peer.key, index });
         if (hasBit(peer.bits, index)) {
           peer.wanted--;
           if (peer.wanted === 0) this.updateInterest(peer);

@@ -536,7 +536,7 @@ describe('Swarm: local results', () => {
     expect(rig.swarm.progress.verifiedPieces).toBe(2);
   });
 
-  test('a verified piece is announced to every open peer', () => {
+  test('a verified piece is announced to every open peer that lacks it (no redundant HAVE)', () => {
     const rig = new Rig({ pieces: 2 });
     const a = rig.peer(1, 'a');
     rig.peer(2, 'b', { bits: 'none' });
@@ -544,10 +544,19 @@ describe('Swarm: local results', () => {
     a.send(block(0, 0));
     a.send(block(0, 1));
     rig.swarm.pieceVerified(0, rig.now);
-    expect(only(rig.take(), 'have')).toEqual([
-      { type: 'have', peer: 1, index: 0 },
-      { type: 'have', peer: 2, index: 0 },
-    ]);
+    expect(only(rig.take(), 'have')).toEqual([{ type: 'have', peer: 2, index: 0 }]);
+  });
+
+  test('a seed the tracker listed still gets the HAVE: a super-seed counts copies by them', () => {
+    const space = PieceSpace.uniform(2 * 16 * 1024, 16 * 1024);
+    const swarm = new Swarm({ space, have: 'none', selfName: 'self', random: () => 0.5, now: 0 });
+    swarm.addPeer(1, { name: 'seed', seed: true }, 0);
+    swarm.peerOpened(1, { fast: true, reqq: 250 }, 0);
+    swarm.peerBitfield(1, 'none', 0);
+    swarm.peerHave(1, 0, 0);
+    swarm.takeActions();
+    swarm.pieceVerified(0, 1);
+    expect(swarm.takeActions().filter((a) => a.type === 'have')).toEqual([{ type: 'have', peer: 1, index: 0 }]);
   });
 });
 

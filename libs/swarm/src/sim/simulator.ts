@@ -467,7 +467,7 @@ export class Simulator {
    */
   private dial(from: Host, to: Host): void {
     const key = this.nextKey++;
-    const advertised = from.swarm.addPeer(key, { name: to.name }, this.now);
+    const advertised = from.swarm.addPeer(key, { name: to.name, seed: to.role === 'seed' }, this.now);
     if (typeof advertised === 'object' && 'refused' in advertised) return;
     const near = new End(from, key);
     const far = new End(to, key);
@@ -486,7 +486,7 @@ export class Simulator {
       this.close(end);
       return;
     }
-    const advertised = host.swarm.addPeer(end.key, { name: end.remote.host.name }, this.now);
+    const advertised = host.swarm.addPeer(end.key, { name: end.remote.host.name, seed: end.remote.host.role === 'seed' }, this.now);
     if (typeof advertised === 'object' && 'refused' in advertised) {
       this.close(end);
       return;
