@@ -402,11 +402,11 @@ async function linkLeech(side: Side, port: number, knobs: Knobs, store: PackageS
           if (nextBlock === 0 && store) {
             if (piecesInFlight >= knobs.pieces) break;
             piecesInFlight++;
-            buffers.set(nextPiece, { data: Buffer.allocUnsafe(g.pieceSize(nextPiece)), missing: g.blockCount(nextPiece) });
+            buffers.set(nextPiece, { data: Buffer.allocUnsafe(g.pieceSize(nextPiece)), missing: g.space.blockCount(nextPiece) });
           }
-          link.conn.request({ index: nextPiece, begin: nextBlock * BLOCK_SIZE, length: g.blockLength(nextPiece, nextBlock) }, now);
+          link.conn.request({ index: nextPiece, begin: nextBlock * BLOCK_SIZE, length: g.space.blockLength(nextPiece, nextBlock) }, now);
           outstanding++;
-          if (++nextBlock === g.blockCount(nextPiece)) {
+          if (++nextBlock === g.space.blockCount(nextPiece)) {
             nextBlock = 0;
             nextPiece++;
           }
@@ -611,7 +611,7 @@ export async function wireBench(argv: string[]): Promise<void> {
     const samples = new Map(layers.map((l) => [l, [] as Sample[]]));
     const ratios = new Map(layers.map((l) => [l, [] as number[]]));
     for (let run = 0; run < runs; run++) {
-      const plainSeconds = await plainTlsSeconds(side.geometry.totalBytes, spec.caPem, plainServer);
+      const plainSeconds = await plainTlsSeconds(side.geometry.space.totalBytes, spec.caPem, plainServer);
       plain.push(plainSeconds);
       console.log(`  run ${run + 1} plain   ${(size / MiB / plainSeconds).toFixed(0).padStart(5)} MiB/s`);
       for (const layer of layers) {

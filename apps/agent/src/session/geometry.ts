@@ -1,5 +1,5 @@
 import { PieceSpace } from '@shoal/swarm';
-import { BLOCK_SIZE, FileHashTree, type Metainfo, type PackageFile, pieceLayerOf } from '@shoal/torrent';
+import { FileHashTree, type Metainfo, type PackageFile, pieceLayerOf } from '@shoal/torrent';
 
 /**
  * Piece and block sizes of a package. v2 files are piece-aligned, so the last piece of every file
@@ -11,49 +11,27 @@ import { BLOCK_SIZE, FileHashTree, type Metainfo, type PackageFile, pieceLayerOf
 export class PackageGeometry {
   readonly numPieces: number;
   readonly pieceLength: number;
-  /** Blocks in a full piece: block keys are `index * blocksPerPiece + block`. */
-  readonly blocksPerPiece: number;
   readonly wireTotalLength: number;
-  /** Sum of the real piece sizes (the package's bytes). */
-  readonly totalBytes: number;
-  /** The same pieces as the swarm core sees them. */
+  /** Real piece and block sizes, as the swarm core sees them. */
   readonly space: PieceSpace;
-  private readonly sizes: Uint32Array;
   private readonly trees = new Map<string, { file: PackageFile; tree: FileHashTree }>();
 
   constructor(readonly metainfo: Metainfo) {
     this.numPieces = metainfo.numPieces;
     this.pieceLength = metainfo.pieceLength;
-    this.blocksPerPiece = Math.max(1, Math.ceil(metainfo.pieceLength / BLOCK_SIZE));
-    this.sizes = new Uint32Array(this.numPieces);
-    let total = 0;
+    const sizes = new Uint32Array(this.numPieces);
     for (const file of metainfo.files) {
       for (let local = 0; local < file.numPieces; local++) {
-        const size = Math.min(this.pieceLength, file.length - local * this.pieceLength);
-        this.sizes[file.firstPiece + local] = size;
-        total += size;
+        sizes[file.firstPiece + local] = Math.min(this.pieceLength, file.length - local * this.pieceLength);
       }
     }
-    this.totalBytes = total;
     this.wireTotalLength = this.numPieces * this.pieceLength;
-    this.space = new PieceSpace(this.pieceLength, this.sizes);
+    this.space = new PieceSpace(this.pieceLength, sizes);
   }
 
   /** Real byte length of a piece. */
   pieceSize(index: number): number {
-    return this.sizes[index] ?? 0;
-  }
-
-  blockCount(index: number): number {
-    return Math.ceil(this.pieceSize(index) / BLOCK_SIZE);
-  }
-
-  blockLength(index: number, block: number): number {
-    return Math.min(BLOCK_SIZE, this.pieceSize(index) - block * BLOCK_SIZE);
-  }
-
-  blockKey(index: number, block: number): number {
-    return index * this.blocksPerPiece + block;
+    return this.space.pieceSize(index);
   }
 
   /** The merkle tree of the file whose pieces root this is (for BEP 52 hash requests). */
