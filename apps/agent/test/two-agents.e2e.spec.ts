@@ -237,6 +237,8 @@ describe('admission at the peer port of a running agent', () => {
     gate = await startAgentProcess({ dataDir: gateDir });
     agents.push(gate);
     statusSocket = logEntries(gate, 'agent started')[0]?.status as string;
+    // Packages resume after the start line (a resume may re-hash): until then every SNI is unknown.
+    await until(() => status(gateDir).packages.some((p) => p.name === 'app'), 'A never resumed the package');
     await expectRefused({ keyPem: doomed.keyPem, certPem: doomed.certPem, caPem: fleet.caPem }, 'PEER_REVOKED');
   });
 });
