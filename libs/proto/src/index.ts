@@ -127,19 +127,52 @@ export interface ScrapeResponse {
   swarms: { infoHash: Buffer; seeders: number; leechers: number }[];
 }
 
+export type BandwidthClass = 'BANDWIDTH_CLASS_NORMAL' | 'BANDWIDTH_CLASS_BACKGROUND';
+
+export interface FetchReleaseMessage {
+  name: string;
+  version: string;
+  install: boolean;
+  bandwidthClass: BandwidthClass;
+  rolloutId: string;
+}
+
 export interface ControllerCommand {
   commandId: string;
   command?: 'fetch' | 'cancel' | 'revocations' | 'renew';
-  fetch?: { name: string; version: string } | null;
+  fetch?: FetchReleaseMessage | null;
   cancel?: { name: string; version: string } | null;
   revocations?: SignedRevocationListMessage | null;
   renew?: Record<string, never> | null;
 }
 
+export type ReleasePhase =
+  | 'RELEASE_PHASE_UNSPECIFIED'
+  | 'RELEASE_PHASE_FETCHING'
+  | 'RELEASE_PHASE_COMPLETE'
+  | 'RELEASE_PHASE_INSTALLING'
+  | 'RELEASE_PHASE_INSTALLED'
+  | 'RELEASE_PHASE_FAILED'
+  | 'RELEASE_PHASE_CANCELLED';
+
+export interface ReleaseProgressMessage {
+  name: string;
+  version: string;
+  phase: ReleasePhase;
+  verifiedPieces: number;
+  totalPieces: number;
+  bytesFromPeers: number;
+  bytesFromOrigin: number;
+  message: string;
+  rolloutId: string;
+  exitCode: number;
+}
+
 export interface AgentReport {
-  report?: 'hello' | 'result';
-  hello?: { softwareVersion: string; revocationVersion: number } | null;
+  report?: 'hello' | 'result' | 'progress';
+  hello?: { softwareVersion: string; revocationVersion: number; releases: ReleaseProgressMessage[] } | null;
   result?: { commandId: string; ok: boolean; message: string } | null;
+  progress?: ReleaseProgressMessage | null;
 }
 
 /** Promise wrapper for a unary call on a proto-loader client. */

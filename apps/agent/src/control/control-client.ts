@@ -80,7 +80,7 @@ export class ControlClient extends EventEmitter {
     };
     call.on('error', (err: grpc.ServiceError) => onEnd({ code: err.code, details: err.details }));
     call.on('status', (status: grpc.StatusObject) => onEnd({ code: status.code, details: status.details }));
-    call.write({ hello: { softwareVersion: this.options.softwareVersion, revocationVersion: this.options.revocationVersion() } });
+    call.write({ hello: { softwareVersion: this.options.softwareVersion, revocationVersion: this.options.revocationVersion(), releases: [] } });
   }
 
   private scheduleReconnect(): void {

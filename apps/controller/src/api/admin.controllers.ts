@@ -96,7 +96,7 @@ export class AgentsController {
     const agent = await this.registry.get(checkId(id, 'agent'));
     if (!agent) throw new NotFoundException(`no agent ${id}`);
     await this.releases.get(body.name, body.version);
-    const commandId = this.control.send(id, { fetch: { name: body.name, version: body.version } });
+    const commandId = this.control.send(id, { fetch: { name: body.name, version: body.version, install: false, bandwidthClass: 'BANDWIDTH_CLASS_NORMAL', rolloutId: '' } });
     if (!commandId) throw new ConflictException(`agent ${id} has no control stream open`);
     return { agentId: id, commandId };
   }
