@@ -26,6 +26,7 @@ import { FleetPki } from './pki/fleet-pki';
 import { KEY_PREFIX, connectRedis } from './redis';
 import { AgentRegistry } from './registry/agents.service';
 import { ReleasesService } from './releases/releases.service';
+import { RolloutsController, RolloutsService } from './rollouts';
 import { TrackerService } from './tracker';
 
 export interface RunningController {
@@ -87,8 +88,10 @@ export async function startController(config: ControllerConfig): Promise<Running
     control.on('connected', (agentId: string) => log.info({ agentId }, 'control stream opened'));
     control.on('disconnected', (agentId: string) => log.info({ agentId }, 'control stream closed'));
     control.on('result', (result: CommandResultEvent) => log.info(result, 'command result'));
+    const rollouts = new RolloutsService(redis, config.redisUrl, control, registry, releases, metrics, clock, log);
+    closers.push(() => rollouts.close());
     const rest = await NestFactory.create<NestExpressApplication>(
-      ControllerModule.with({ redis, metrics, pki, repository, apiTokens, bootstrapTokens, registry, releases, control, origin }),
+      ControllerModule.with({ redis, metrics, pki, repository, apiTokens, bootstrapTokens, registry, releases, control, rollouts, origin }),
       {
         httpsOptions: { key: data.tls.keyPem, cert: data.tls.certPem },
         bodyParser: false,
@@ -139,6 +142,8 @@ export async function startController(config: ControllerConfig): Promise<Running
     );
     closers.push(() => grpc.close());
     enrollment.setGrpcEndpoint(`${hostForUrl(config.publicHost)}:${grpc.mtlsPort}`);
+    // After the control streams can open: resumed waves find the agents as they reconnect.
+    await rollouts.start();
 
     const refresh = setInterval(() => {
       repository.refresh(new Date()).then(
@@ -167,6 +172,7 @@ interface Services {
   registry: AgentRegistry;
   releases: ReleasesService;
   control: ControlStreams;
+  rollouts: RolloutsService;
   /** The webseed origin folder, when configured. */
   origin: OriginFiles | undefined;
 }
@@ -186,6 +192,7 @@ class ControllerModule {
         ApiTokensController,
         ReleasesController,
         TufController,
+        RolloutsController,
       ],
       providers: [
         { provide: RedisClass, useValue: services.redis },
@@ -197,6 +204,7 @@ class ControllerModule {
         { provide: AgentRegistry, useValue: services.registry },
         { provide: ReleasesService, useValue: services.releases },
         { provide: ControlStreams, useValue: services.control },
+        { provide: RolloutsService, useValue: services.rollouts },
         { provide: APP_GUARD, useClass: ApiTokenGuard },
         { provide: APP_FILTER, useClass: ErrorsFilter },
       ],

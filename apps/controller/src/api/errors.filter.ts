@@ -6,6 +6,7 @@ import { ShoalError } from '@shoal/torrent';
 export function statusOf(code: string): number {
   if (/NOT_FOUND|UNKNOWN_RELEASE|UNKNOWN_AGENT/.test(code)) return HttpStatus.NOT_FOUND;
   if (/EXISTS|NOT_NEWER|CONFLICT/.test(code)) return HttpStatus.CONFLICT;
+  if (/NO_MATCH/.test(code)) return HttpStatus.UNPROCESSABLE_ENTITY;
   if (/TOO_LARGE/.test(code)) return HttpStatus.PAYLOAD_TOO_LARGE;
   return HttpStatus.BAD_REQUEST;
 }

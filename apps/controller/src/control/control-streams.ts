@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import type { AgentReport, ControllerCommand } from '@shoal/proto';
+import type { AgentReport, ControllerCommand, ReleaseProgressMessage } from '@shoal/proto';
 import { ShoalError } from '@shoal/torrent';
 import type { FleetPki } from '../pki/fleet-pki';
 import type { AgentRegistry } from '../registry/agents.service';
@@ -16,15 +16,28 @@ export interface CommandResultEvent {
   message: string;
 }
 
+export interface ReleaseProgressEvent {
+  agentId: string;
+  progress: ReleaseProgressMessage;
+}
+
+export interface HelloEvent {
+  agentId: string;
+  softwareVersion: string;
+  /** Every release the agent remembers, with where it stands. */
+  releases: ReleaseProgressMessage[];
+}
+
 /**
  * The agents' control streams: one per connected agent (a new stream from the same agent
  * replaces the old one). Commands are pushed here; revocation lists go to every agent as soon as
  * they change, and a revoked agent's stream is closed at once.
  *
- * Events: 'connected' (agentId), 'disconnected' (agentId), 'result' (CommandResultEvent).
+ * Events: 'connected' (agentId), 'disconnected' (agentId), 'hello' (HelloEvent), 'result'
+ * (CommandResultEvent), 'progress' (ReleaseProgressEvent).
  */
 export class ControlStreams extends EventEmitter {
-  private readonly streams = new Map<string, { call: ControlCall; serial: string }>();
+  private readonly streams = new Map<string, { call: ControlCall; serial: string; connectedAt: number }>();
 
   constructor(
     private readonly pki: FleetPki,
@@ -50,7 +63,7 @@ export class ControlStreams extends EventEmitter {
     }
     const previous = this.streams.get(agentId);
     if (previous) previous.call.emit('error', { code: grpc.status.ABORTED, details: 'replaced by a newer control stream of this agent' });
-    this.streams.set(agentId, { call, serial });
+    this.streams.set(agentId, { call, serial, connectedAt: Date.now() });
     // Headers now tell the agent its stream was accepted, before any command exists.
     call.sendMetadata(new grpc.Metadata());
     this.registry.touch(agentId);
@@ -74,11 +87,22 @@ export class ControlStreams extends EventEmitter {
     return [...this.streams.keys()].sort();
   }
 
-  /** Pushes a command to a connected agent; returns its id, or undefined if the agent is not connected. */
-  send(agentId: string, command: Omit<ControllerCommand, 'commandId'>): string | undefined {
+  isConnected(agentId: string): boolean {
+    return this.streams.has(agentId);
+  }
+
+  /** When the agent's current stream opened (ms since the epoch), if it has one. */
+  connectedAt(agentId: string): number | undefined {
+    return this.streams.get(agentId)?.connectedAt;
+  }
+
+  /**
+   * Pushes a command to a connected agent; returns its id (`commandId` when given, so a caller
+   * can recognise the result after a restart), or undefined if the agent is not connected.
+   */
+  send(agentId: string, command: Omit<ControllerCommand, 'commandId'>, commandId: string = randomUUID()): string | undefined {
     const stream = this.streams.get(agentId);
     if (!stream) return undefined;
-    const commandId = randomUUID();
     stream.call.write({ ...command, commandId });
     return commandId;
   }
@@ -94,8 +118,11 @@ export class ControlStreams extends EventEmitter {
       if (report.hello.revocationVersion < this.pki.revocationVersion) {
         call.write({ commandId: randomUUID(), revocations: this.pki.revocations });
       }
+      this.emit('hello', { agentId, softwareVersion: report.hello.softwareVersion, releases: report.hello.releases } satisfies HelloEvent);
     } else if (report.result) {
       this.emit('result', { agentId, ...report.result } satisfies CommandResultEvent);
+    } else if (report.progress) {
+      this.emit('progress', { agentId, progress: report.progress } satisfies ReleaseProgressEvent);
     }
   }
 

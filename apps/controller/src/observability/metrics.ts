@@ -38,6 +38,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly rolloutCommands = new Counter({
+    name: 'shoal_controller_rollout_commands_total',
+    help: 'fetch commands sent to agents by rollouts',
+    registers: [this.registry],
+  });
+
+  readonly rolloutsFinished = new Counter({
+    name: 'shoal_controller_rollouts_finished_total',
+    help: 'rollouts that ended, by final state',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'shoal_controller_' });
   }

@@ -1,0 +1,2 @@
+export { RolloutsController } from './rollouts.controller';
+export { RolloutsService } from './rollouts.service';
