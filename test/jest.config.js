@@ -1,5 +1,5 @@
 module.exports = {
-  displayName: 'lab',
+  displayName: 'e2e',
   preset: '../jest.preset.js',
   rootDir: '.',
 };

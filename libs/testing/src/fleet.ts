@@ -21,9 +21,15 @@ export interface TestFleet {
   rest<T = unknown>(method: string, path: string, options?: { token?: string | null; json?: unknown; body?: Buffer; contentType?: string }): Promise<{ status: number; body: T }>;
   enrollClient(): grpc.Client;
   mtlsClient(service: 'Identity' | 'Tracker', identity: { keyPem: string; certPem: string }): grpc.Client;
-  enroll(options?: { tokenBody?: object; commonName?: string }): Promise<EnrolledAgent>;
+  /** Enrolls over gRPC with a fresh RSA key, or `key` (many simulated agents may share one: keys take long to make). */
+  enroll(options?: { tokenBody?: object; commonName?: string; key?: { keyPem: string; publicKeyPem: string } }): Promise<EnrolledAgent>;
   /** Runs `shoal agent enroll` (a real process) into `<parent>/<agentName>` with a token pinning that name (and labels); returns the folder. */
   enrollAgentDir(agentName: string, parent: string, labels?: Record<string, string>): Promise<string>;
+  /**
+   * Stops the controller (SIGKILL with `kill`: a crash, nothing flushed) and starts it again on
+   * the same ports, data folder and Redis database, as a supervisor would.
+   */
+  restartController(options?: { kill?: boolean }): Promise<void>;
   /** Waits until the agent has its control stream open (it can be commanded). */
   untilConnected(agentId: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -46,7 +52,7 @@ export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: N
   const dataDir = join(scratch.path, 'data');
   const init = runShoal(['controller', 'init', '--data-dir', dataDir, '--fleet', fleet]);
   if (init.status !== 0) throw new Error(`controller init failed: ${init.stderr}`);
-  const controller = await startControllerProcess({ dataDir, redisUrl, env: controllerEnv });
+  let controller = await startControllerProcess({ dataDir, redisUrl, env: controllerEnv });
   const caPem = await readFile(join(dataDir, 'ca', 'ca.pem'), 'utf8');
   const adminToken = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
   const clients: grpc.Client[] = [];
@@ -107,7 +113,7 @@ export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: N
   const enroll: TestFleet['enroll'] = async (options = {}) => {
     const created = await rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: options.tokenBody ?? {} });
     if (created.status !== 201) throw new Error(`token create: ${created.status} ${JSON.stringify(created.body)}`);
-    const key = generateRsaKeyPair(2048);
+    const key = options.key ?? generateRsaKeyPair(2048);
     const csrPem = createCsr({ keyPem: key.keyPem, publicKeyPem: key.publicKeyPem, commonName: options.commonName ?? 'agent' });
     const response = await unary<object, EnrollResponse>(enrollClient(), 'Enroll', {
       bootstrapToken: created.body.token,
@@ -137,8 +143,34 @@ export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: N
     return agentDir;
   };
 
+  const restartController: TestFleet['restartController'] = async (options = {}) => {
+    const previous = controller;
+    if (options.kill) {
+      if (previous.process.exitCode === null && previous.process.signalCode === null) {
+        const exited = new Promise((resolve) => previous.process.once('exit', resolve));
+        previous.process.kill('SIGKILL');
+        await exited;
+      }
+    } else {
+      await previous.stop();
+    }
+    controller = await startControllerProcess({
+      dataDir,
+      redisUrl,
+      env: {
+        ...controllerEnv,
+        SHOAL_REST_LISTEN: `127.0.0.1:${previous.restPort}`,
+        SHOAL_GRPC_LISTEN: previous.grpcAddress,
+        SHOAL_ENROLL_LISTEN: previous.enrollAddress,
+      },
+    });
+  };
+
   return {
-    controller,
+    get controller() {
+      return controller;
+    },
+    restartController,
     dataDir,
     untilConnected,
     enrollAgentDir,
