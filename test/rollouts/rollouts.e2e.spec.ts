@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRsaKeyPair } from '@shoal/pki';
-import { type SimulatedOutcome, SimulatedControlAgent, type TestFleet, runShoal, scratchDir, startTestFleet } from '@shoal/testing';
+import { type SimulatedOutcome, SimulatedControlAgent, type TestFleet, runShoal, runShoalAsync, scratchDir, startTestFleet } from '@shoal/testing';
 
 /**
  * Rollouts against a real controller process and Redis, with agents reduced to their control
@@ -214,6 +214,35 @@ test('an agent that joins after the rollout reached 100 % and matches gets the r
   expect(view.late).toEqual({ commanded: 1, succeeded: 1, failed: 0 });
   expect(late.fetches.map((f) => `${f.name}@${f.version}`)).toEqual(['app@1.4.0']);
   expect(outsider.fetches).toEqual([]);
+});
+
+test('the CLI: create --wait draws progress and exits 0; publish --rollout --wait is one CI step that exits 1 when the gate fails', async () => {
+  const connection = ['--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl];
+  const created = await runShoalAsync(['rollout', 'create', '--release', 'app@1.0.0', '--selector', 'role=edge,region=eu-west', '--waves', '50%,100%', '--gate', 'success=100%', '--wait', ...connection]);
+  expect(created.stderr).toBe('');
+  expect(created.status).toBe(0);
+  expect(created.stdout).toMatch(/SUCCEEDED/);
+  expect(created.stdout).toMatch(/wave +2 +100% +\d+\/\d+ ok/);
+  const id = /rollout (ro-[0-9a-f]{12})/.exec(created.stdout)?.[1] as string;
+  const status = await runShoalAsync(['rollout', 'status', id, '--json', ...connection]);
+  expect(JSON.parse(status.stdout)).toMatchObject({ id, state: 'succeeded', release: 'app@1.0.0' });
+  const listed = await runShoalAsync(['rollout', 'list', ...connection]);
+  expect(listed.stdout).toMatch(new RegExp(`${id} +app@1\\.0\\.0 +succeeded`));
+
+  // A new version whose install fails everywhere: the deployment step fails.
+  const content = join(scratch.path, 'app');
+  writeFileSync(join(content, 'version'), '2.0.0');
+  const pkg = join(scratch.path, 'app-2.torrent');
+  expect(runShoal(['pack', content, '-o', pkg, '--ca', join(fleet.dataDir, 'ca', 'ca.pem')]).status).toBe(0);
+  behaviour.set('2.0.0', () => ({ phase: 'RELEASE_PHASE_FAILED', exitCode: 1, message: 'health check failed' }));
+  const deploy = await runShoalAsync(['publish', pkg, '--name', 'app', '--version', '2.0.0', '--rollout', '1,100%', '--selector', 'role=edge', '--wait', ...connection]);
+  expect(deploy.status).toBe(1);
+  expect(deploy.stdout).toMatch(/published app@2\.0\.0/);
+  expect(deploy.stdout).toMatch(/FAILED/);
+  expect(deploy.stdout).toMatch(/health check failed/);
+  const usage = await runShoalAsync(['publish', pkg, '--name', 'app', '--version', '2.0.0', '--wait', ...connection]);
+  expect(usage.status).toBe(2);
+  expect(usage.stderr).toMatch(/--wait needs --rollout/);
 });
 
 // Last: it kills the controller.

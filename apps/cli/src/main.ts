@@ -5,6 +5,7 @@ import { VERIFY_USAGE, verify } from './commands/verify';
 import { AGENTS_USAGE, PUBLISH_USAGE, RELEASES_USAGE, TOKEN_USAGE, agents, publish, releases, token } from './commands/fleet';
 import { CONTROLLER_USAGE, controller } from './commands/controller';
 import { AGENT_USAGE, STATUS_USAGE, agent, status } from './commands/agent';
+import { ROLLOUT_USAGE, rollout } from './commands/rollout';
 import { EXIT_OK, EXIT_USAGE } from './errors';
 import type { Output } from './io';
 import { VERSION } from './version';
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, Command> = {
   agents: { usage: AGENTS_USAGE, run: agents },
   releases: { usage: RELEASES_USAGE, run: releases },
   publish: { usage: PUBLISH_USAGE, run: publish },
+  rollout: { usage: ROLLOUT_USAGE, run: rollout },
 };
 
 const USAGE = `usage: shoal <command> [options]
@@ -40,9 +42,10 @@ commands:
   agents                           list the fleet's agents
   releases                         list published releases
   publish <pkg.torrent>            publish a package as a signed release NAME@VERSION
+  rollout create|status|list|...   push a release to the fleet in gated waves
 
 Run "shoal <command> --help" for a command's options.
-Exit codes: 0 ok, 1 verification failed, 2 usage or bad input.`;
+Exit codes: 0 ok, 1 verification or rollout failed, 2 usage or bad input.`;
 
 /** Runs one command line; returns the exit code. Never throws for user errors. */
 export async function run(argv: string[], out: Output): Promise<number> {

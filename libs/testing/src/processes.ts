@@ -19,6 +19,19 @@ export function runShoal(args: string[], env: NodeJS.ProcessEnv = {}): ShoalRun 
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
+/** Runs `shoal ...args` to completion without blocking this process (whose own servers must keep answering). */
+export function runShoalAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ShoalRun> {
+  const child = spawn(process.execPath, [SHOAL_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolveRun, reject) => {
+    child.once('error', reject);
+    child.once('close', (status) => resolveRun({ status, stdout, stderr }));
+  });
+}
+
 export async function scratchDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `shoal-${prefix}-`));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
