@@ -7,14 +7,16 @@
  *   agent     agent-to-agent throughput vs a plain TLS socket; the leech's peak RSS
  *   wire      peer-wire throughput layer by layer (wire, read, write, store, session) vs plain TLS
  *   sim       the swarm core in its simulator, 200 and 1,000 peers: completion vs T*, CPU seconds
+ *   rollout   rollout create -> 1,000 control-stream agents commanded, vs the controller's bare fan-out
  */
 import { describeFailure, packBench } from './pack.bench';
 import { trackerBench } from './tracker.bench';
 import { agentBench } from './agent.bench';
 import { wireBench } from './wire.bench';
 import { simBench } from './swarm-sim';
+import { rolloutBench } from './rollout.bench';
 
-const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench, wire: wireBench, sim: simBench };
+const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench, wire: wireBench, sim: simBench, rollout: rolloutBench };
 
 async function main(argv: string[]): Promise<void> {
   const [first, ...rest] = argv;

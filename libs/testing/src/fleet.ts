@@ -22,7 +22,7 @@ export interface TestFleet {
   enrollClient(): grpc.Client;
   mtlsClient(service: 'Identity' | 'Tracker', identity: { keyPem: string; certPem: string }): grpc.Client;
   /** Enrolls over gRPC with a fresh RSA key, or `key` (many simulated agents may share one: keys take long to make). */
-  enroll(options?: { tokenBody?: object; commonName?: string; key?: { keyPem: string; publicKeyPem: string } }): Promise<EnrolledAgent>;
+  enroll(options?: { tokenBody?: object; bootstrapToken?: string; commonName?: string; key?: { keyPem: string; publicKeyPem: string } }): Promise<EnrolledAgent>;
   /** Runs `shoal agent enroll` (a real process) into `<parent>/<agentName>` with a token pinning that name (and labels); returns the folder. */
   enrollAgentDir(agentName: string, parent: string, labels?: Record<string, string>): Promise<string>;
   /**
@@ -111,12 +111,16 @@ export async function startTestFleet(db: number, fleet = 'e2e', controllerEnv: N
   };
 
   const enroll: TestFleet['enroll'] = async (options = {}) => {
-    const created = await rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: options.tokenBody ?? {} });
-    if (created.status !== 201) throw new Error(`token create: ${created.status} ${JSON.stringify(created.body)}`);
+    let bootstrapToken = options.bootstrapToken;
+    if (!bootstrapToken) {
+      const created = await rest<{ token: string }>('POST', '/v1/bootstrap-tokens', { json: options.tokenBody ?? {} });
+      if (created.status !== 201) throw new Error(`token create: ${created.status} ${JSON.stringify(created.body)}`);
+      bootstrapToken = created.body.token;
+    }
     const key = options.key ?? generateRsaKeyPair(2048);
     const csrPem = createCsr({ keyPem: key.keyPem, publicKeyPem: key.publicKeyPem, commonName: options.commonName ?? 'agent' });
     const response = await unary<object, EnrollResponse>(enrollClient(), 'Enroll', {
-      bootstrapToken: created.body.token,
+      bootstrapToken,
       csrPem,
       hostname: 'test-host',
       softwareVersion: '0.1.0',
