@@ -281,6 +281,25 @@ describe('the tracker over mutual TLS', () => {
   });
 });
 
+describe('a signed install command', () => {
+  test('`shoal publish --install-command` signs it into the release; another command for the same version is a 409; bad ones are 400', async () => {
+    const file = pack(await makeFolder('hooked-1', 21), 'hooked-1.0.0.torrent');
+    const published = shoalAt(['publish', file, '--name', 'hooked', '--version', '1.0.0', '--install-command', './install.sh "$SHOAL_PACKAGE_PATH"', '--json']);
+    expect({ status: published.status, stderr: published.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(JSON.parse(published.stdout)).toMatchObject({ name: 'hooked', install: './install.sh "$SHOAL_PACKAGE_PATH"', created: true });
+    expect((await fleet.rest<{ install?: string }>('GET', '/v1/releases/hooked/1.0.0')).body.install).toBe('./install.sh "$SHOAL_PACKAGE_PATH"');
+    const other = shoalAt(['publish', file, '--name', 'hooked', '--version', '1.0.0', '--install-command', 'reboot']);
+    expect(other.status).toBe(2);
+    expect(other.stderr).toMatch(/409.*hooked@1\.0\.0 is already published with other metainfo, channel \(stable\) or install command/);
+    const bytes = await readFile(file);
+    for (const install of ['', '%20', '%00', 'x'.repeat(4097)]) {
+      const refused = await fleet.rest<{ message: string | string[] }>('POST', `/v1/releases?name=hooked&version=2.0.0&install=${install}`, { body: bytes, contentType: 'application/x-bittorrent' });
+      expect(refused.status).toBe(400);
+    }
+    expect((await fleet.rest<{ version: string }[]>('GET', '/v1/releases')).body.filter((r) => r.version === '2.0.0')).toEqual([]);
+  });
+});
+
 describe('fleet commands of the CLI', () => {
   test('`shoal token create --json` makes a token that enrolls an agent with its labels; `shoal agents --json` lists it', async () => {
     const created = shoalAt(['token', 'create', '--json', '--uses', '2', '--label', 'site=lab', '--label', 'zone=z1', '--description', 'e2e']);

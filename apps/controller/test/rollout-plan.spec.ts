@@ -45,7 +45,7 @@ describe('rollout plan: waves', () => {
     [Array(21).fill('100%'), 'too many'],
     [{ a: 1 }, 'object'],
     [null, 'null'],
-  ])('%j is refused (%s)', (raw) => {
+  ] as [unknown, string][])('%j is refused (%s)', (raw) => {
     expect(codeOf(() => parseWaves(raw))).toBe('ROLLOUT_BAD_WAVES');
   });
 

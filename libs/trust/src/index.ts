@@ -1,7 +1,7 @@
 export { TrustError, type TrustErrorCode } from './errors';
 export { type Signer, type SigningKey, computeKeyId, generateSigningKey, signerFromPrivateKeyPem } from './keys';
 export { type MetadataStore, FileMetadataStore } from './store';
-export { DEFAULT_CHANNEL, type ReleaseRecord, servedTargetPath, targetPathOf } from './release';
+export { DEFAULT_CHANNEL, MAX_INSTALL_COMMAND_LENGTH, type ReleaseRecord, servedTargetPath, targetPathOf } from './release';
 export { type SemVer, compareSemVer, parseSemVer } from './semver';
 export {
   DEFAULT_EXPIRY,

@@ -13,6 +13,8 @@ export interface ReleaseRecord {
   sha256: string;
   /** TUF target path, `NAME/VERSION.torrent`. */
   path: string;
+  /** The signed install command agents may run once every byte is verified (when their configuration allows it). */
+  install?: string;
 }
 
 /** The `custom` object of a release target. */
@@ -21,6 +23,7 @@ export interface ReleaseCustom {
   name: string;
   version: string;
   channel: string;
+  install?: string;
 }
 
 export const DEFAULT_CHANNEL = 'stable';
@@ -30,6 +33,8 @@ const VERSION = /^[0-9A-Za-z.+-]{1,64}$/;
 const CHANNEL = /^[a-z0-9-]{1,32}$/;
 const INFO_HASH = /^[0-9a-f]{64}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** Longest signed install command: a shell line that calls a script, not the script itself. */
+export const MAX_INSTALL_COMMAND_LENGTH = 4096;
 
 export function checkName(name: unknown): asserts name is string {
   // The type check comes first: RegExp.test would read undefined as the text "undefined".
@@ -50,6 +55,21 @@ export function checkChannel(channel: unknown): asserts channel is string {
   if (typeof channel !== 'string' || !CHANNEL.test(channel)) {
     throw new TrustError('TRUST_INVALID_CHANNEL', `channel ${JSON.stringify(channel)} must match ${CHANNEL.source}`);
   }
+}
+
+/** Why `command` cannot be a release's install command, or undefined when it can. */
+function installCommandProblem(command: unknown): string | undefined {
+  if (typeof command !== 'string') return `must be a string, not ${typeof command}`;
+  if (command.trim() === '') return 'must not be empty';
+  if (command.length > MAX_INSTALL_COMMAND_LENGTH) return `must be at most ${MAX_INSTALL_COMMAND_LENGTH} characters, not ${command.length}`;
+  // No process argument can hold a NUL (spawn refuses it): such a release could never install.
+  if (command.includes('\0')) return 'must not contain NUL';
+  return undefined;
+}
+
+export function checkInstallCommand(command: unknown): asserts command is string {
+  const problem = installCommandProblem(command);
+  if (problem) throw new TrustError('TRUST_INVALID_INSTALL', `install command ${problem}`);
 }
 
 export function isInfoHash(text: unknown): text is string {
@@ -96,7 +116,11 @@ export function readCustom(custom: Record<string, unknown>, name: string, versio
   if (typeof channel !== 'string' || !CHANNEL.test(channel)) return `custom.channel ${JSON.stringify(channel)} is not a channel name`;
   const infoHash = custom['infoHash'];
   if (!isInfoHash(infoHash)) return `custom.infoHash ${JSON.stringify(infoHash)} is not 64 lowercase hex digits`;
-  return { infoHash, name, version, channel };
+  const install = custom['install'];
+  if (install === undefined) return { infoHash, name, version, channel };
+  const problem = installCommandProblem(install);
+  if (problem) return `custom.install ${problem}`;
+  return { infoHash, name, version, channel, install: install as string };
 }
 
 /**

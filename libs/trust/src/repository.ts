@@ -7,6 +7,7 @@ import {
   DEFAULT_CHANNEL,
   type ReleaseRecord,
   checkChannel,
+  checkInstallCommand,
   checkName,
   checkNewerThan,
   checkVersion,
@@ -60,6 +61,8 @@ export interface PublishRequest {
   version: string;
   /** Defaults to DEFAULT_CHANNEL. */
   channel?: string;
+  /** Shell command agents may run once the release is verified and complete (signed with it; see checkInstallCommand). */
+  installCommand?: string;
   metainfoBytes: Buffer;
   /** Hex SHA-256 info-hash of `metainfoBytes` (checked against them). */
   infoHash: string;
@@ -300,7 +303,8 @@ export class TufRepository {
 
   /**
    * Publishes `NAME@VERSION` as target `NAME/VERSION.torrent` and signs new targets, snapshot and
-   * timestamp. Republishing identical bytes on the same channel returns the existing release.
+   * timestamp. Republishing identical bytes on the same channel with the same install command
+   * returns the existing release.
    */
   publish(request: PublishRequest): Promise<PublishResult> {
     return this.queue.run(() => this.publishNow(request));
@@ -360,10 +364,11 @@ export class TufRepository {
   }
 
   private async publishNow(request: PublishRequest): Promise<PublishResult> {
-    const { name, version, channel = DEFAULT_CHANNEL, metainfoBytes, now } = request;
+    const { name, version, channel = DEFAULT_CHANNEL, installCommand, metainfoBytes, now } = request;
     checkName(name);
     checkVersion(version);
     checkChannel(channel);
+    if (installCommand !== undefined) checkInstallCommand(installCommand);
     const infoHash = typeof request.infoHash === 'string' ? request.infoHash.toLowerCase() : '';
     if (!isInfoHash(infoHash)) throw new TrustError('TRUST_INVALID_INFOHASH', `info-hash ${JSON.stringify(request.infoHash)} must be 64 hex digits`);
     let metainfo: Metainfo;
@@ -378,14 +383,19 @@ export class TufRepository {
 
     const path = targetPathOf(name, version);
     const sha256 = sha256Hex(metainfoBytes);
-    const release: ReleaseRecord = { name, version, channel, infoHash, length: metainfoBytes.length, sha256, path };
+    const custom: Record<string, string> = { infoHash, name, version, channel };
+    if (installCommand !== undefined) custom['install'] = installCommand;
+    const release: ReleaseRecord = { name, version, channel, infoHash, length: metainfoBytes.length, sha256, path, ...(installCommand === undefined ? {} : { install: installCommand }) };
     const existing = this.state.targets.signed.targets[path];
     if (existing) {
       const published = recordOf(existing);
-      if (published && published.sha256 === sha256 && published.length === release.length && published.channel === channel) {
+      if (published && published.sha256 === sha256 && published.length === release.length && published.channel === channel && published.install === installCommand) {
         return { ...published, created: false };
       }
-      throw new TrustError('TRUST_VERSION_EXISTS', `${name}@${version} is already published with other metainfo or channel (${published?.channel ?? 'unknown'}); publish a new version instead`);
+      throw new TrustError(
+        'TRUST_VERSION_EXISTS',
+        `${name}@${version} is already published with other metainfo, channel (${published?.channel ?? 'unknown'}) or install command; publish a new version instead`,
+      );
     }
     const versions = Object.keys(this.state.targets.signed.targets).flatMap((other) => {
       const parsed = parseTargetPath(other);
@@ -393,7 +403,7 @@ export class TufRepository {
     });
     checkNewerThan(name, version, versions);
 
-    const target = new TargetFile({ path, length: release.length, hashes: { sha256 }, unrecognizedFields: { custom: { infoHash, name, version, channel } } });
+    const target = new TargetFile({ path, length: release.length, hashes: { sha256 }, unrecognizedFields: { custom } });
     await this.commit('targets', now, {
       targetFiles: { ...this.state.targets.signed.targets, [path]: target },
       writes: [[TARGETS_DIR + servedTargetPath(path, sha256), metainfoBytes]],

@@ -28,6 +28,8 @@ export interface VerifiedRelease {
   channel: string;
   infoHash: string;
   metainfoBytes: Buffer;
+  /** The release's signed install command, when it carries one. */
+  install?: string;
 }
 
 type Stage = 'metadata' | 'target';
@@ -142,7 +144,7 @@ export class ReleaseVerifier {
     if (infoHash !== custom.infoHash) {
       throw new TrustError('TRUST_BAD_CUSTOM', `${release}: custom.infoHash ${custom.infoHash} is not the metainfo's info-hash ${infoHash}`);
     }
-    return { name, version, channel: custom.channel, infoHash, metainfoBytes };
+    return { name, version, channel: custom.channel, infoHash, metainfoBytes, ...(custom.install === undefined ? {} : { install: custom.install }) };
   }
 
   /** Seeds the cache with the out-of-band root, never replacing a root the client moved on to. */

@@ -150,6 +150,41 @@ describe('publish', () => {
     await trustError(repository.publish({ ...input, channel: 'beta' }), 'TRUST_VERSION_EXISTS');
   });
 
+  test('signs an optional install command into custom; republishing with another one is refused', async () => {
+    const { repository } = await newRepository(dirs, keys, t0);
+    const input = { ...release('app', '1.0.0'), installCommand: 'systemctl restart app' };
+    const result = await repository.publish(input);
+    expect(result).toMatchObject({ install: 'systemctl restart app', created: true });
+    const { targets } = await currentMetadata(repository);
+    expect(targets.signed.targets['app/1.0.0.torrent']?.custom).toEqual({ infoHash: input.infoHash, name: 'app', version: '1.0.0', channel: 'stable', install: 'systemctl restart app' });
+    expect((await repository.listTargets())[0]?.install).toBe('systemctl restart app');
+    expect(await repository.publish(input)).toMatchObject({ install: 'systemctl restart app', created: false });
+    await trustError(repository.publish({ ...input, installCommand: 'systemctl restart other' }), 'TRUST_VERSION_EXISTS');
+    await trustError(repository.publish({ ...input, installCommand: undefined }), 'TRUST_VERSION_EXISTS');
+    const plain = release('tool', '1.0.0');
+    expect(await repository.publish(plain)).not.toHaveProperty('install');
+    await trustError(repository.publish({ ...plain, installCommand: './install.sh' }), 'TRUST_VERSION_EXISTS');
+  });
+
+  test('refuses install commands that are not a bounded, NUL-free, non-empty string', async () => {
+    const { repository } = await newRepository(dirs, keys, t0);
+    const bad: unknown[] = ['', '   ', 'x'.repeat(4097), 'a\0b', 7, ['sh'], null, { command: 'x' }];
+    for (const installCommand of bad) {
+      const error = await trustError(repository.publish({ ...release('app', '1.0.0'), installCommand: installCommand as string }), 'TRUST_INVALID_INSTALL');
+      expect(error.message).toMatch(/^install command must/);
+    }
+    await expect(repository.publish({ ...release('app', '1.0.0'), installCommand: 'x'.repeat(4096) })).resolves.toMatchObject({ created: true });
+    await fc.assert(
+      fc.asyncProperty(fc.string({ minLength: 1, maxLength: 200 }), async (installCommand) => {
+        const outcome = await repository.publish({ ...release('prop', '1.0.0'), installCommand }).catch((err: TrustError) => err);
+        const acceptable = installCommand.trim() !== '' && !installCommand.includes('\0');
+        if (acceptable) expect(outcome instanceof TrustError ? outcome.code : 'published').toMatch(/^(published|TRUST_VERSION_EXISTS)$/);
+        else expect((outcome as TrustError).code).toBe('TRUST_INVALID_INSTALL');
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   test('refuses invalid names, versions, channels and info-hashes', async () => {
     const { repository } = await newRepository(dirs, keys, t0);
     const cases: Array<[Partial<ReturnType<typeof release>>, TrustErrorCode]> = [

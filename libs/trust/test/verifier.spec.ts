@@ -112,6 +112,14 @@ describe('a verifier accepts', () => {
     await expect(verifier.verifyRelease('app', '1.0.0')).resolves.toMatchObject({ infoHash: app1.infoHash });
   });
 
+  test("a release's signed install command, and none when the release carries none", async () => {
+    await repository.publish({ name: 'app', version: '1.0.0', installCommand: './install.sh --now', ...app1, now: new Date() });
+    await repository.publish({ name: 'app', version: '2.0.0', ...app2, now: new Date() });
+    const { verifier } = await newVerifier();
+    expect((await verifier.verifyRelease('app', '1.0.0')).install).toBe('./install.sh --now');
+    expect(await verifier.verifyRelease('app', '2.0.0')).not.toHaveProperty('install');
+  });
+
   test('releases verified concurrently by one verifier sharing its cache', async () => {
     await publishApp1();
     await repository.publish({ name: 'app', version: '2.0.0', ...app2, now: new Date() });
@@ -259,16 +267,22 @@ describe('a verifier refuses', () => {
 
   test('a target whose custom fields are malformed or name another package', async () => {
     await publishApp1();
-    const withCustom = (custom: Record<string, string>) => (targets: Record<string, TargetFile>) => {
+    const withCustom = (custom: Record<string, string | number | null | string[]>) => (targets: Record<string, TargetFile>) => {
       const target = targets['app/1.0.0.torrent'] as TargetFile;
       return { ...targets, [target.path]: new TargetFile({ path: target.path, length: target.length, hashes: target.hashes, unrecognizedFields: { custom } }) };
     };
     const good = { infoHash: app1.infoHash, name: 'app', version: '1.0.0', channel: 'stable' };
-    const cases: Array<[Record<string, string>, RegExp]> = [
+    const cases: Array<[Record<string, string | number | null | string[]>, RegExp]> = [
       [{ ...good, infoHash: 'zz' }, /custom\.infoHash "zz"/],
       [{ ...good, infoHash: app2.infoHash }, /is not the metainfo's info-hash/],
       [{ ...good, name: 'evil' }, /custom\.name/],
       [{ ...good, channel: 'Not A Channel' }, /custom\.channel/],
+      [{ ...good, install: 42 }, /custom\.install must be a string, not number/],
+      [{ ...good, install: ['sh', '-c', 'x'] }, /custom\.install must be a string, not object/],
+      [{ ...good, install: null }, /custom\.install must be a string/],
+      [{ ...good, install: ' ' }, /custom\.install must not be empty/],
+      [{ ...good, install: 'x'.repeat(4097) }, /custom\.install must be at most 4096 characters, not 4097/],
+      [{ ...good, install: './install.sh\0; rm -rf /' }, /custom\.install must not contain NUL/],
     ];
     for (const [custom, message] of cases) {
       server.clearOverrides();

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { EXIT_OK, UsageError } from '../errors';
 import { type Output, describeFsError, InputError } from '../io';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, call, connectionFrom } from '../rest';
+import { ROLLOUT_CREATE_OPTIONS, ROLLOUT_OPTIONS_HELP, type RolloutView, rolloutBody, watch } from './rollout';
 
 /** Commands that talk to a running controller's REST API. */
 
@@ -21,10 +22,18 @@ export const RELEASES_USAGE = `usage: shoal releases [--json]
 Lists published releases (viewer role).
 ${CONNECTION_HELP}`;
 
-export const PUBLISH_USAGE = `usage: shoal publish <pkg.torrent> --name NAME --version VERSION [--channel CHANNEL] [--json]
+export const PUBLISH_USAGE = `usage: shoal publish <pkg.torrent> --name NAME --version VERSION [--channel CHANNEL] [--install-command CMD]
+                     [--rollout WAVES [rollout options]] [--json]
 
 Publishes a package as the signed release NAME@VERSION (publisher role). The package must be
-bound to the fleet CA (shoal pack --ca). Versions of a name only go up.
+bound to the fleet CA (shoal pack --ca). Versions of a name only go up. --install-command signs a
+shell command into the release; agents run it after the fetch only where their configuration
+allows release install commands for NAME (SHOAL_ALLOW_RELEASE_INSTALL).
+
+--rollout WAVES (e.g. 10%,100%) then rolls the release out; with --wait the command is one CI
+deployment step: it exits 0 once every wave passed and 1 if the rollout fails or is aborted.
+rollout options:
+${ROLLOUT_OPTIONS_HELP}
 ${CONNECTION_HELP}`;
 
 interface AgentView {
@@ -113,20 +122,41 @@ export async function publish(argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...CONNECTION_OPTIONS, name: { type: 'string' }, version: { type: 'string' }, channel: { type: 'string' }, json: { type: 'boolean' } },
+    options: {
+      ...CONNECTION_OPTIONS,
+      name: { type: 'string' },
+      version: { type: 'string' },
+      channel: { type: 'string' },
+      'install-command': { type: 'string' },
+      rollout: { type: 'string' },
+      ...ROLLOUT_CREATE_OPTIONS,
+    },
   });
   if (positionals.length !== 1 || !values.name || !values.version) throw new UsageError(`publish needs a package file, --name and --version\n${PUBLISH_USAGE}`);
+  const rolloutFlags = ['selector', 'gate', 'window', 'background', 'no-install', 'wait'] as const;
+  const stray = rolloutFlags.find((flag) => values[flag] !== undefined);
+  if (values.rollout === undefined && stray) throw new UsageError(`--${stray} needs --rollout WAVES\n${PUBLISH_USAGE}`);
   const file = positionals[0] as string;
   const bytes = await readFile(file).catch((err: unknown) => {
     throw new InputError(file, describeFsError(err), { cause: err });
   });
-  const query = new URLSearchParams({ name: values.name, version: values.version, ...(values.channel ? { channel: values.channel } : {}) });
-  const release = await call<ReleaseView & { created: boolean }>(connectionFrom(values), 'POST', `/v1/releases?${query}`, { bytes, type: 'application/x-bittorrent' });
+  const query = new URLSearchParams({
+    name: values.name,
+    version: values.version,
+    ...(values.channel ? { channel: values.channel } : {}),
+    ...(values['install-command'] !== undefined ? { install: values['install-command'] } : {}),
+  });
+  const connection = connectionFrom(values);
+  const release = await call<ReleaseView & { created: boolean }>(connection, 'POST', `/v1/releases?${query}`, { bytes, type: 'application/x-bittorrent' });
   out.stdout.write(
     values.json
       ? `${JSON.stringify(release)}\n`
       : `${release.created ? 'published' : 'already published'} ${release.name}@${release.version} (${release.channel}) ${release.infoHash}\n`,
   );
+  if (values.rollout === undefined) return EXIT_OK;
+  const created = await call<RolloutView>(connection, 'POST', '/v1/rollouts', { json: rolloutBody(`${release.name}@${release.version}`, values.rollout, values) });
+  if (values.wait) return watch(connection, created.id, out, values.json === true);
+  out.stdout.write(values.json ? `${JSON.stringify(created)}\n` : `rollout ${created.id}\n`);
   return EXIT_OK;
 }
 

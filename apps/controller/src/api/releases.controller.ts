@@ -33,7 +33,8 @@ export class ReleasesController {
   /**
    * Publishes a package: the body is the .torrent file. It is validated (BEP 52, bound to the
    * fleet CA) and signed as the TUF target NAME/VERSION.torrent. Versions of a name only go up;
-   * the same version with other bytes is refused (409); the same bytes again is a no-op (200).
+   * the same version with other bytes, channel or install command is refused (409); the same
+   * again is a no-op (200). `install` signs an install command into the release.
    */
   @Post()
   @RequireRole('publisher')
@@ -47,6 +48,7 @@ export class ReleasesController {
       name: query.name,
       version: query.version,
       ...(query.channel ? { channel: query.channel } : {}),
+      ...(query.install !== undefined ? { installCommand: query.install } : {}),
       metainfoBytes: request.body,
     });
     if (release.created) this.metrics.releasesPublished.inc();

@@ -6,6 +6,8 @@ export interface PublishInput {
   name: string;
   version: string;
   channel?: string;
+  /** Install command to sign into the release (checked by libs/trust). */
+  installCommand?: string;
   metainfoBytes: Buffer;
 }
 
@@ -41,6 +43,7 @@ export class ReleasesService {
       name: input.name,
       version: input.version,
       ...(input.channel ? { channel: input.channel } : {}),
+      ...(input.installCommand !== undefined ? { installCommand: input.installCommand } : {}),
       metainfoBytes: input.metainfoBytes,
       infoHash: meta.infoHash.toString('hex'),
       now: new Date(this.clock()),
