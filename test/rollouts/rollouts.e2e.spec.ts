@@ -170,10 +170,16 @@ test('abort cancels the fetches in flight', async () => {
   behaviour.set('1.3.0', () => ({ phase: 'RELEASE_PHASE_INSTALLED', delayMs: 60_000 }));
   const created = await createRollout({ release: 'app@1.3.0', selector: 'role=edge,region=eu-west', waves: '100%' });
   await until(async () => fetchesOf(created.id).length, (n) => n === 10, 'all ten commanded');
+  // One agent is away when the abort happens: it hears of it when it comes back.
+  const away = agents.get('edge-0') as SimulatedControlAgent;
+  away.close();
+  await until(async () => (await fleet.rest<{ id: string; controlStream: boolean }[]>('GET', '/v1/agents')).body.find((a) => a.id === 'edge-0')?.controlStream, (open) => open === false, 'edge-0 gone');
   const aborted = await fleet.rest<RolloutView>('POST', `/v1/rollouts/${created.id}/abort`);
   expect(aborted.status).toBe(200);
   expect(aborted.body.state).toBe('aborted');
-  await until(async () => cancels.filter((c) => c.version === '1.3.0').length, (n) => n === 10, 'every agent told to cancel');
+  await until(async () => cancels.filter((c) => c.version === '1.3.0').length, (n) => n === 9, 'every connected agent told to cancel');
+  await away.connect();
+  await until(async () => cancels.filter((c) => c.version === '1.3.0').length, (n) => n === 10, 'the returning agent told to cancel');
   expect(new Set(cancels.filter((c) => c.version === '1.3.0').map((c) => c.agentId))).toEqual(new Set(edgeAgents()));
 });
 

@@ -94,12 +94,35 @@ export async function statusCommand(argv: string[], out: CommandOutput): Promise
     out.stdout.write(`${body}\n`);
     return 0;
   }
-  const status = JSON.parse(body) as { agentId: string; fleet: string; packages: { name: string; version: string; verifiedPieces: number; totalPieces: number; complete: boolean }[] };
+  const status = JSON.parse(body) as StatusView;
   out.stdout.write(`agent ${status.agentId} (fleet ${status.fleet})\n`);
+  const shown = new Set<string>();
   for (const p of status.packages) {
-    out.stdout.write(`  ${p.name}@${p.version}: ${p.complete ? 'complete, seeding' : `${p.verifiedPieces}/${p.totalPieces} pieces`}\n`);
+    shown.add(`${p.name}@${p.version}`);
+    const transfer = p.complete ? 'seeding' : `${p.verifiedPieces}/${p.totalPieces} pieces${p.bandwidthClass === 'background' ? ' (background)' : ''}`;
+    out.stdout.write(`  ${p.name}@${p.version}: ${describePhase(p.phase, p.exitCode, p.message)}, ${transfer}\n`);
+  }
+  for (const r of status.releases ?? []) {
+    if (!shown.has(`${r.name}@${r.version}`)) out.stdout.write(`  ${r.name}@${r.version}: ${describePhase(r.phase, r.exitCode, r.message)}, not active\n`);
   }
   return 0;
+}
+
+interface StatusView {
+  agentId: string;
+  fleet: string;
+  packages: { name: string; version: string; verifiedPieces: number; totalPieces: number; complete: boolean; bandwidthClass?: string; phase: string | null; exitCode: number; message: string }[];
+  releases?: { name: string; version: string; phase: string; exitCode: number; message: string }[];
+}
+
+/** A release phase in words, with the install hook's exit code and the first line of the message where they tell something. */
+function describePhase(phase: string | null, exitCode: number, message: string): string {
+  const words = (phase ?? 'RELEASE_PHASE_UNSPECIFIED').replace(/^RELEASE_PHASE_/, '').toLowerCase();
+  const reason = message.split('\n', 1)[0] ?? '';
+  if (phase === 'RELEASE_PHASE_INSTALLED') return `installed (exit ${exitCode})`;
+  if (phase === 'RELEASE_PHASE_FAILED') return `failed${exitCode >= 0 ? ` (exit ${exitCode})` : ''}: ${reason}`;
+  if (phase === 'RELEASE_PHASE_UNSPECIFIED' || phase === null) return 'held';
+  return words;
 }
 
 async function enroll(argv: string[], out: CommandOutput): Promise<number> {

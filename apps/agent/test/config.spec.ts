@@ -48,3 +48,55 @@ test('swarm settings (SHOAL_SWARM, a JSON object) are checked by libs/swarm at s
   expect(problems('[1,2]')[0]).toMatch(/^swarm \(SHOAL_SWARM\): must be a JSON object of swarm settings/);
   expect(problems('{not json')[0]).toMatch(/^swarm \(SHOAL_SWARM\): /);
 });
+
+test('install and bandwidth settings: defaults, units, background limits following the normal ones, one line per bad field', () => {
+  const defaults = loadAgentConfig({ env: { SHOAL_AGENT_DATA_DIR: '/d' } });
+  expect(defaults).toMatchObject({
+    installHooks: {},
+    allowReleaseInstallCommands: [],
+    uploadLimit: 0,
+    downloadLimit: 0,
+    backgroundUploadLimit: 4 * 1024 * 1024,
+    backgroundDownloadLimit: 4 * 1024 * 1024,
+  });
+  const set = loadAgentConfig({
+    env: {
+      SHOAL_AGENT_DATA_DIR: '/d',
+      SHOAL_INSTALL_HOOKS: '{"app":{"command":"./install.sh","timeoutSeconds":30}}',
+      SHOAL_ALLOW_RELEASE_INSTALL: 'tool,db',
+      SHOAL_UPLOAD_LIMIT: '20mbit',
+      SHOAL_DOWNLOAD_LIMIT: '8MiB',
+      SHOAL_BACKGROUND_UPLOAD_LIMIT: '0',
+    },
+  });
+  expect(set).toMatchObject({
+    installHooks: { app: { command: './install.sh', timeoutSeconds: 30 } },
+    allowReleaseInstallCommands: ['tool', 'db'],
+    uploadLimit: 2_500_000,
+    downloadLimit: 8 * 1024 * 1024,
+    backgroundUploadLimit: 0,
+    backgroundDownloadLimit: 2 * 1024 * 1024,
+  });
+  expect(loadAgentConfig({ env: { SHOAL_AGENT_DATA_DIR: '/d', SHOAL_BACKGROUND_DOWNLOAD_LIMIT: 'auto', SHOAL_DOWNLOAD_LIMIT: '1MB' } }).backgroundDownloadLimit).toBe(250_000);
+  try {
+    loadAgentConfig({
+      env: {
+        SHOAL_AGENT_DATA_DIR: '/d',
+        SHOAL_INSTALL_HOOKS: '{"app":{"command":""}}',
+        SHOAL_ALLOW_RELEASE_INSTALL: 'BAD NAME',
+        SHOAL_UPLOAD_LIMIT: 'fast',
+        SHOAL_DOWNLOAD_LIMIT: '-1',
+        SHOAL_BACKGROUND_UPLOAD_LIMIT: 'sometimes',
+      },
+    });
+    throw new Error('accepted bad settings');
+  } catch (err) {
+    expect((err as ConfigError).problems).toEqual([
+      'installHooks (SHOAL_INSTALL_HOOKS): bad install hooks: app.command: must be a non-empty string, got "{\\"app\\":{\\"command\\":\\"\\"}}"',
+      'allowReleaseInstallCommands (SHOAL_ALLOW_RELEASE_INSTALL): must list package names or "*", not "BAD NAME", got "BAD NAME"',
+      'uploadLimit (SHOAL_UPLOAD_LIMIT): must be bytes per second: a number, or one with a unit (e.g. 20mbit, 5MiB, 800kB; 0 = unlimited), got "fast"',
+      'downloadLimit (SHOAL_DOWNLOAD_LIMIT): must be bytes per second: a number, or one with a unit (e.g. 20mbit, 5MiB, 800kB; 0 = unlimited), got "-1"',
+      "backgroundUploadLimit (SHOAL_BACKGROUND_UPLOAD_LIMIT): must be bytes per second: a number, or one with a unit (e.g. 20mbit, 5MiB, 800kB; 0 = unlimited), or 'auto', got \"sometimes\"",
+    ]);
+  }
+});

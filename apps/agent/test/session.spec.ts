@@ -16,9 +16,18 @@ import {
   encodeMessage,
   reservedBits,
 } from '@shoal/wire';
+import { AgentBandwidth, type TrafficClass } from '../src/bandwidth';
 import type { WirePackage } from '../src/peer/admission';
 import { type AdmittedConnection, PeerServer, type TlsIdentity, connectToPeer } from '../src/peer/tls';
-import { PackageGeometry, PackageSession, type PeerClosedEvent, type PieceCorruptEvent, SessionPeerError, type SessionStore } from '../src/session';
+import {
+  PackageGeometry,
+  PackageSession,
+  type PackageSessionOptions,
+  type PeerClosedEvent,
+  type PieceCorruptEvent,
+  SessionPeerError,
+  type SessionStore,
+} from '../src/session';
 
 /**
  * The package session on real TLS 1.3 sockets over loopback: agents with fleet certificates,
@@ -96,8 +105,8 @@ interface Agent {
   closed: PeerClosedEvent[];
 }
 
-async function startAgent(name: string, store: SessionStore): Promise<Agent> {
-  const session = new PackageSession({ metainfo, store, peerId: peerIdOf(name), tickMs: 200 });
+async function startAgent(name: string, store: SessionStore, bandwidth?: PackageSessionOptions['bandwidth']): Promise<Agent> {
+  const session = new PackageSession({ metainfo, store, peerId: peerIdOf(name), tickMs: 200, ...(bandwidth ? { bandwidth } : {}) });
   const closed: PeerClosedEvent[] = [];
   session.on('peer-closed', (e: PeerClosedEvent) => closed.push(e));
   session.on('session-error', (err: Error) => {
@@ -516,4 +525,60 @@ test('BEP 52 hash requests are answered from the piece layers and the leaf hashe
   for (let b = 0; b < 4; b++) {
     expect(leafAnswer?.hashes?.[b]?.equals(sha256(piece2.subarray(b * 16384, (b + 1) * 16384)))).toBe(true);
   }
+});
+
+describe('bandwidth caps on loopback (rates are bounded from above only: a cap is a ceiling, not a speed promise)', () => {
+  const CAP = 2 * MiB;
+  const limits = (side: 'upload' | 'download', limit: number, backgroundLimit = 0) => ({
+    upload: { limit: 0, backgroundLimit: 0 },
+    download: { limit: 0, backgroundLimit: 0 },
+    [side]: { limit, backgroundLimit },
+  });
+
+  /** Leech `agent` from `seed`; bytes per second from attach to completion. */
+  async function rateOf(seed: Agent, leech: Agent): Promise<number> {
+    const done = completion(leech);
+    const c = await dial(leech.name, seed);
+    const started = performance.now();
+    leech.session.attach(c.socket, 'initiator', c.peer.agentId);
+    await done;
+    return leech.session.progress.bytesDownloaded / ((performance.now() - started) / 1000);
+  }
+
+  test('a download cap: peer reads pause, the leech receives no faster than its cap', async () => {
+    const seed = await startAgent('seed-bw1', await seedStore());
+    const store = await leechStore();
+    const leech = await startAgent('leech-bw1', store, new AgentBandwidth(limits('download', CAP)).gatesFor('normal'));
+    const rate = await rateOf(seed, leech);
+    console.log(`download cap ${CAP / MiB} MiB/s: received at ${(rate / MiB).toFixed(2)} MiB/s`);
+    expect(rate).toBeLessThan(1.5 * CAP);
+    await expectCompleteData(store);
+  });
+
+  test('an upload cap: the seed serves piece data no faster than its cap', async () => {
+    const seed = await startAgent('seed-bw2', await seedStore(), new AgentBandwidth(limits('upload', CAP)).gatesFor('normal'));
+    const store = await leechStore();
+    const leech = await startAgent('leech-bw2', store);
+    const rate = await rateOf(seed, leech);
+    console.log(`upload cap ${CAP / MiB} MiB/s: served at ${(rate / MiB).toFixed(2)} MiB/s`);
+    expect(rate).toBeLessThan(1.5 * CAP);
+    await expectCompleteData(store);
+  });
+
+  test('a background download yields to a normal one on the same agent', async () => {
+    const seed = await startAgent('seed-bw3', await seedStore());
+    // Same caps for both classes: only the priority tells them apart.
+    const bandwidth = new AgentBandwidth(limits('download', CAP, CAP));
+    const leeches: Partial<Record<TrafficClass, Agent>> = {};
+    for (const cls of ['background', 'normal'] as const) leeches[cls] = await startAgent(`leech-bw3-${cls}`, await leechStore(), bandwidth.gatesFor(cls));
+    const { normal, background } = leeches as Record<TrafficClass, Agent>;
+    const backgroundDone = completion(background);
+    await connect(background, seed);
+    await connect(normal, seed);
+    await completion(normal);
+    const backgroundShare = background.session.progress.bytesDownloaded / metainfo.totalLength;
+    console.log(`while the normal leech fetched the package, the background one got ${(backgroundShare * 100).toFixed(0)} % of it`);
+    expect(backgroundShare).toBeLessThan(0.25);
+    await backgroundDone;
+  });
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CertificateAuthority, createFleetCa, generateRsaKeyPair } from '@shoal/pki';
 import { scratchDir } from '@shoal/testing';
 import { type Metainfo, createPackage, diskPath, parseMetainfo } from '@shoal/torrent';
+import { AgentBandwidth, burstFor } from '../src/bandwidth';
 import { WebseedClient, WebseedError, pieceSpan, piecedFiles, webseedFileUrl } from '../src/webseed';
 
 /**
@@ -205,6 +206,19 @@ describe('fetching', () => {
     const seed = client({ urls: [plainBase] });
     const pieces = await Promise.all(Array.from({ length: meta.numPieces }, (_, i) => seed.fetchPiece(i)));
     pieces.forEach((piece, i) => expect(piece.equals(expected(i))).toBe(true));
+  });
+
+  test('a download cap holds response bodies back (no faster than the cap), and time held back is not silence', async () => {
+    const cap = 64 * 1024;
+    const gate = new AgentBandwidth({ upload: { limit: 0, backgroundLimit: 0 }, download: { limit: cap, backgroundLimit: 0 } }).gatesFor('normal').download;
+    // The cap holds reads back for about a second, much longer than the timeout.
+    const seed = client({ readGate: gate, timeoutMs: 250 });
+    const started = performance.now();
+    const pieces = await Promise.all(Array.from({ length: meta.numPieces }, (_, i) => seed.fetchPiece(i)));
+    const seconds = (performance.now() - started) / 1000;
+    pieces.forEach((piece, i) => expect(piece.equals(expected(i))).toBe(true));
+    // What passed beyond the initial burst (and the chunks in flight when reads paused) kept to the cap.
+    expect(meta.totalLength - burstFor(cap) - 4 * PIECE).toBeLessThan(1.5 * cap * seconds);
   });
 
   test('without the CA the server certificate is refused', async () => {

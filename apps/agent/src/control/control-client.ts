@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { type AgentReport, type ControllerCommand, shoalV1 } from '@shoal/proto';
+import { type AgentReport, type ControllerCommand, type ReleaseProgressMessage, shoalV1 } from '@shoal/proto';
 
 export interface ControlClientOptions {
   /** host:port of the controller's mutual-TLS listener. */
@@ -10,6 +10,8 @@ export interface ControlClientOptions {
   softwareVersion: string;
   /** Version of the newest revocation list held, sent in the hello. */
   revocationVersion(): number;
+  /** Where every release the agent remembers stands, sent in the hello. Default: none. */
+  releases?(): ReleaseProgressMessage[];
   minBackoffMs?: number;
   maxBackoffMs?: number;
 }
@@ -24,6 +26,10 @@ const STABLE_MS = 30_000;
  * Events: 'command' (ControllerCommand, reply(ok, message)), 'connected', 'disconnected'
  * ({ code, details }), 'rejected' ({ code, details }) when the controller refuses this agent
  * (revoked): the client keeps retrying, since a renewal or re-enrollment may fix it.
+ *
+ * Replies and reports go out on the stream open when they are sent, which may be a newer one
+ * than the command came on; while no stream is open they are dropped (the next hello carries
+ * the release states).
  */
 export class ControlClient extends EventEmitter {
   private client: grpc.Client | undefined;
@@ -31,6 +37,8 @@ export class ControlClient extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
+  /** The stream whose end has not been seen yet. */
+  private open: grpc.ClientDuplexStream<AgentReport, ControllerCommand> | undefined;
 
   constructor(private readonly options: ControlClientOptions) {
     super();
@@ -43,6 +51,7 @@ export class ControlClient extends EventEmitter {
 
   stop(): void {
     this.stopped = true;
+    this.open = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.call?.cancel();
     this.client?.close();
@@ -65,13 +74,14 @@ export class ControlClient extends EventEmitter {
       }
     });
     call.on('data', (command: ControllerCommand) => {
-      const reply = (ok: boolean, message = '') => call.write({ result: { commandId: command.commandId, ok, message } });
+      const reply = (ok: boolean, message = '') => this.send({ result: { commandId: command.commandId, ok, message } });
       this.emit('command', command, reply);
     });
     let ended = false;
     const onEnd = (status: { code: number; details: string }) => {
       if (ended) return;
       ended = true;
+      if (this.open === call) this.open = undefined;
       if (status.code === grpc.status.PERMISSION_DENIED || status.code === grpc.status.UNAUTHENTICATED) this.emit('rejected', status);
       this.emit('disconnected', status);
       if (Date.now() - openedAt > STABLE_MS) this.failures = 0;
@@ -80,7 +90,19 @@ export class ControlClient extends EventEmitter {
     };
     call.on('error', (err: grpc.ServiceError) => onEnd({ code: err.code, details: err.details }));
     call.on('status', (status: grpc.StatusObject) => onEnd({ code: status.code, details: status.details }));
-    call.write({ hello: { softwareVersion: this.options.softwareVersion, revocationVersion: this.options.revocationVersion(), releases: [] } });
+    this.open = call;
+    call.write({ hello: { softwareVersion: this.options.softwareVersion, revocationVersion: this.options.revocationVersion(), releases: this.options.releases?.() ?? [] } });
+  }
+
+  /** Sends a release's progress; false when no stream is open. */
+  report(progress: ReleaseProgressMessage): boolean {
+    return this.send({ progress });
+  }
+
+  private send(report: AgentReport): boolean {
+    if (!this.open) return false;
+    this.open.write(report);
+    return true;
   }
 
   private scheduleReconnect(): void {

@@ -7,11 +7,12 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { RevocationSet, type SignedRevocationList, verifyRevocationList } from '@shoal/pki';
-import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, shoalV1, unary } from '@shoal/proto';
+import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, type FetchReleaseMessage, shoalV1, unary } from '@shoal/proto';
 import { PackageStore, finishedPackagePath, reuseHeldFiles } from '@shoal/store';
 import type { Location } from '@shoal/topology';
 import { truncatedInfoHash } from '@shoal/torrent';
-import { NodeFetcher, ReleaseVerifier } from '@shoal/trust';
+import { NodeFetcher, ReleaseVerifier, type VerifiedRelease } from '@shoal/trust';
+import { AgentBandwidth, type TrafficClass } from '../bandwidth';
 import { ControlClient } from '../control/control-client';
 import { CertificateRenewer } from '../identity/renewer';
 import { loadIdentity } from '../identity/state';
@@ -21,10 +22,12 @@ import { PackageSession, type WebseedFetchEvent } from '../session/package-sessi
 import { WebseedClient } from '../webseed';
 import { Catalog, type CatalogEntry } from './catalog';
 import type { AgentConfig } from './config';
+import { type CommandReply, Deliveries, type DeliveredPackage, FetchCancelledError } from './deliveries';
+import { ReleaseStates, isRolloutId, releaseKey } from './release-states';
 
 export const AGENT_SOFTWARE_VERSION = '0.1.0';
 
-interface ActivePackage {
+interface ActivePackage extends DeliveredPackage {
   entry: CatalogEntry;
   pkg: WirePackage;
   store: PackageStore;
@@ -34,16 +37,21 @@ interface ActivePackage {
   announceTimer?: NodeJS.Timeout;
   /** Backoff while the package has no peer (see nextAnnounce). */
   retrySeconds?: number;
-  completed: Promise<void>;
+  /** Ends `completed` with an error: the session is being stopped before the package completed. */
+  fail(err: Error): void;
 }
 
 export interface RunningAgent {
   agentId: string;
   peerPort: number;
   statusSocket: string;
-  fetch(name: string, version: string): Promise<void>;
+  /** As a fetch command without a rollout: resolves once complete (and installed, when asked), rejects with the reason otherwise. */
+  fetch(name: string, version: string, options?: { install?: boolean; cls?: TrafficClass }): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The environment install hooks get from the agent's own: nothing else (no secrets, no SHOAL_* settings). */
+const HOOK_BASE_ENV = ['PATH', 'HOME'] as const;
 
 /**
  * The agent daemon: identity kept fresh, control stream, peer-wire listener, and one session per
@@ -65,10 +73,19 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const active = new Map<string, ActivePackage>();
   /** Connections this agent dialled: the peer server tracks the ones it accepted. */
   const dialledConnections = new Set<AdmittedConnection>();
+  /** Sessions being started, so that two commands for one package share one. */
+  const activating = new Map<string, Promise<ActivePackage>>();
+  /** Sessions being stopped: a new one for the package waits until the store is closed. */
+  const stopping = new Map<string, Promise<void>>();
   const metrics = agentMetrics(() => active.values());
+  const bandwidth = new AgentBandwidth({
+    upload: { limit: config.uploadLimit, backgroundLimit: config.backgroundUploadLimit },
+    download: { limit: config.downloadLimit, backgroundLimit: config.backgroundDownloadLimit },
+  });
   const selfLocation: Location = locationOf(files.enrollment.labels);
   /** Where peers sit, as the tracker reported (accepted connections are placed by it too). */
   const peerLocations = new Map<string, Location>();
+  let closing = false;
 
   const peerServer = new PeerServer({
     identity,
@@ -174,6 +191,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
 
   const schedule = (entry: ActivePackage, seconds: number) => {
     entry.announceTimer = setTimeout(async () => {
+      if (active.get(wireName(entry.entry.metainfo.infoHash)) !== entry) return;
       const response = await announce(entry, 'ANNOUNCE_EVENT_NONE');
       if (response) dial(entry, response);
       if (active.get(wireName(entry.entry.metainfo.infoHash)) === entry) schedule(entry, nextAnnounce(entry, response?.intervalSeconds ?? 30));
@@ -204,18 +222,43 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     }
   };
 
-  const activate = async (entry: CatalogEntry): Promise<ActivePackage> => {
-    const existing = active.get(wireName(entry.metainfo.infoHash));
-    if (existing) return existing;
+  /** The package's session: the running one, or a new one (which deliveries then track). */
+  const activate = (entry: CatalogEntry, cls: TrafficClass): Promise<ActivePackage> => {
+    if (closing) return Promise.reject(new Error('the agent is stopping'));
+    const key = wireName(entry.metainfo.infoHash);
+    const existing = active.get(key);
+    if (existing) {
+      if (cls === 'normal') existing.gates.cls = 'normal';
+      return Promise.resolve(existing);
+    }
+    let starting = activating.get(key);
+    if (!starting) {
+      starting = (async () => {
+        await stopping.get(key);
+        const item = await startSession(entry, cls);
+        deliveries.track(entry.name, entry.version, item);
+        return item;
+      })();
+      activating.set(key, starting);
+      const done = () => activating.delete(key);
+      starting.then(done, done);
+    }
+    return starting;
+  };
+
+  const startSession = async (entry: CatalogEntry, cls: TrafficClass): Promise<ActivePackage> => {
     const store = await PackageStore.open({ root: storeRoot, metainfo: entry.metainfo });
     if (!store.isComplete()) await reuseFiles(entry, store);
-    const webseed = entry.metainfo.urlList.length > 0 ? new WebseedClient({ metainfo: entry.metainfo, urls: entry.metainfo.urlList, ca: identity.caPem }) : undefined;
+    const gates = bandwidth.gatesFor(cls);
+    const webseed =
+      entry.metainfo.urlList.length > 0 ? new WebseedClient({ metainfo: entry.metainfo, urls: entry.metainfo.urlList, ca: identity.caPem, readGate: gates.download }) : undefined;
     const session = new PackageSession({
       metainfo: entry.metainfo,
       store,
       peerId,
       selfName: agentId,
       swarm: config.swarm,
+      bandwidth: gates,
       ...(webseed ? { webseed } : {}),
     });
     session.on('webseed-fetch', (e: WebseedFetchEvent) => metrics.webseedFetches.inc({ reason: e.reason }));
@@ -227,22 +270,86 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     session.on('piece-corrupt', (e: { index: number; peers: string[] }) => log.warn({ package: entry.name, ...e }, 'piece failed verification'));
     const pkg: WirePackage = { name: entry.name, infoHash: entry.metainfo.infoHash };
     let markComplete: () => void = () => undefined;
-    const completed = new Promise<void>((resolve) => (markComplete = resolve));
-    const item: ActivePackage = { entry, pkg, store, session, webseed, dialled: new Set(), completed };
+    let markFailed: (err: Error) => void = () => undefined;
+    const completed = new Promise<void>((resolve, reject) => {
+      markComplete = resolve;
+      markFailed = reject;
+    });
+    // Deliveries watch every session's outcome; a session stopped at shutdown has no other watcher.
+    completed.catch(() => undefined);
+    let finished = false;
+    const item: ActivePackage = {
+      entry,
+      pkg,
+      store,
+      session,
+      webseed,
+      dialled: new Set(),
+      completed,
+      gates,
+      get packagePath() {
+        return store.completePackagePath;
+      },
+      progress: () => {
+        const p = session.progress;
+        return { verifiedPieces: p.verifiedPieces, totalPieces: p.totalPieces, bytesFromPeers: p.bytesDownloaded, bytesFromOrigin: p.bytesFromWebseed };
+      },
+      // Complete once finished on disk, not merely once the last piece verified.
+      isComplete: () => finished,
+      fail: (err) => markFailed(err),
+    };
     active.set(wireName(entry.metainfo.infoHash), item);
     const onComplete = async () => {
       await store.finish();
+      finished = true;
       metrics.completed.inc();
       log.info({ package: `${entry.name}@${entry.version}`, path: store.completePackagePath }, 'package complete and verified');
-      await announce(item, 'ANNOUNCE_EVENT_COMPLETED');
       markComplete();
+      await announce(item, 'ANNOUNCE_EVENT_COMPLETED');
     };
-    if (session.isComplete()) await onComplete();
-    else session.once('complete', () => void onComplete().catch((err: Error) => log.error({ err: err.message }, 'finishing failed')));
+    const onFinishFailed = (err: Error) => {
+      log.error({ package: `${entry.name}@${entry.version}`, err: err.message }, 'finishing the package failed');
+      void deactivate(item, err);
+    };
+    session.on('store-error', (err: Error) => {
+      log.error({ package: `${entry.name}@${entry.version}`, err: err.message }, 'the package store failed; stopping the package');
+      void deactivate(item, err);
+    });
+    if (session.isComplete()) await onComplete().catch(onFinishFailed);
+    else session.once('complete', () => void onComplete().catch(onFinishFailed));
     const first = await announce(item, 'ANNOUNCE_EVENT_STARTED');
+    // Stopped (cancelled) while it announced: no peers, no more announces.
+    if (active.get(wireName(entry.metainfo.infoHash)) !== item) return item;
     if (first) dial(item, first);
     schedule(item, nextAnnounce(item, first?.intervalSeconds ?? 30));
     return item;
+  };
+
+  /**
+   * Stops a package's session: no more peers, announces (the tracker hears STOPPED) or webseed
+   * fetches; the store is closed with its verified pieces, so a later session resumes from them.
+   */
+  const deactivate = (item: ActivePackage, reason: Error): Promise<void> => {
+    const key = wireName(item.entry.metainfo.infoHash);
+    if (active.get(key) !== item) return stopping.get(key) ?? Promise.resolve();
+    active.delete(key);
+    if (item.announceTimer) clearTimeout(item.announceTimer);
+    item.fail(reason);
+    const stopped = (async () => {
+      await Promise.all([announce(item, 'ANNOUNCE_EVENT_STOPPED'), item.session.close(), item.webseed?.close()]);
+      await item.store.close().catch((err: Error) => log.warn({ package: item.entry.name, err: err.message }, 'closing the package store failed'));
+    })();
+    stopping.set(key, stopped);
+    const done = () => {
+      if (stopping.get(key) === stopped) stopping.delete(key);
+    };
+    stopped.then(done, done);
+    return stopped;
+  };
+
+  const activeRelease = (name: string, version: string): ActivePackage | undefined => {
+    for (const item of active.values()) if (item.entry.name === name && item.entry.version === version) return item;
+    return undefined;
   };
 
   // Kept alive between TUF fetches; destroyed on close, or its idle sockets would keep the process up.
@@ -255,26 +362,49 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     fetcher: new NodeFetcher({ agent: tufAgent }),
   });
 
-  const fetch = async (name: string, version: string): Promise<void> => {
-    log.info({ release: `${name}@${version}` }, 'fetching release');
-    // Only a release that TUF verifies names a swarm worth joining.
-    const release = await verifier.verifyRelease(name, version);
-    log.info({ release: `${name}@${version}`, infoHash: release.infoHash }, 'release verified with TUF');
-    const entry = await catalog.add({ name, version, metainfoBytes: release.metainfoBytes });
-    const item = await activate(entry);
-    await item.completed;
+  const states = await ReleaseStates.load(join(config.dataDir, 'releases.json'), log);
+  const deliveries: Deliveries = new Deliveries({
+    states,
+    policy: config,
+    log,
+    countInstall: (result) => metrics.installs.inc({ result }),
+    baseEnv: Object.fromEntries(HOOK_BASE_ENV.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name] as string]]))),
+    host: {
+      verify: async (name, version) => {
+        log.info({ release: releaseKey(name, version) }, 'fetching release');
+        // Only a release that TUF verifies names a swarm worth joining.
+        const release = await verifier.verifyRelease(name, version);
+        log.info({ release: releaseKey(name, version), infoHash: release.infoHash }, 'release verified with TUF');
+        return release;
+      },
+      activate: async (release: VerifiedRelease, cls) => activate(await catalog.add({ name: release.name, version: release.version, metainfoBytes: release.metainfoBytes }), cls),
+      activeOf: activeRelease,
+      stop: async (name, version) => {
+        const item = activeRelease(name, version);
+        if (item && !item.isComplete()) await deactivate(item, new FetchCancelledError(releaseKey(name, version)));
+      },
+      report: (progress) => control.report(progress),
+    },
+  });
+
+  const fetch: RunningAgent['fetch'] = async (name, version, options = {}) => {
+    const result = await deliveries.fetch({ name, version, install: options.install ?? false, cls: options.cls ?? 'normal', rolloutId: '' });
+    if (!result.ok) throw new Error(result.message);
+  };
+
+  const answer = (what: string, reply: (ok: boolean, message?: string) => void) => (result: CommandReply) => {
+    if (!result.ok) log.warn({ command: what, reason: result.message }, 'command failed');
+    reply(result.ok, result.message);
   };
 
   const onCommand = (command: ControllerCommand, reply: (ok: boolean, message?: string) => void) => {
     if (command.fetch) {
-      const { name, version } = command.fetch;
-      fetch(name, version).then(
-        () => reply(true, `${name}@${version} complete`),
-        (err: Error) => {
-          log.warn({ release: `${name}@${version}`, err: err.message }, 'fetch failed');
-          reply(false, err.message);
-        },
-      );
+      const request = fetchRequestOf(command.fetch);
+      if (typeof request === 'string') return reply(false, request);
+      deliveries.fetch(request).then(answer(`fetch ${releaseKey(request.name, request.version)}`, reply), (err: Error) => reply(false, err.message));
+    } else if (command.cancel) {
+      const { name, version } = command.cancel;
+      deliveries.cancel(name, version).then(answer(`cancel ${releaseKey(name, version)}`, reply), (err: Error) => reply(false, err.message));
     } else if (command.revocations) {
       try {
         const list = verifyRevocationList(command.revocations, identity.caPem, { fleet, minVersion: revocations.version });
@@ -311,19 +441,28 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     }
   };
 
+  // Before the hello: it reports what recovery leaves.
+  const held = await catalog.list();
+  deliveries.recover((name, version) => held.some((entry) => entry.name === name && entry.version === version));
+
   const control = new ControlClient({
     controller: endpoints.grpc,
     identity: () => identity,
     softwareVersion: AGENT_SOFTWARE_VERSION,
     revocationVersion: () => revocations.version,
+    releases: () => deliveries.snapshot(),
   });
   control.on('command', onCommand);
   control.on('connected', () => log.info('control stream open'));
   control.on('rejected', (s: { details: string }) => log.error({ reason: s.details }, 'the controller refuses this agent'));
   control.start();
 
-  for (const entry of await catalog.list()) {
-    activate(entry).catch((err: Error) => log.error({ package: entry.name, err: err.message }, 'could not resume package'));
+  for (const entry of held) {
+    if (!deliveries.shouldResume(entry.name, entry.version)) {
+      log.info({ release: releaseKey(entry.name, entry.version) }, 'not resuming a cancelled fetch');
+      continue;
+    }
+    activate(entry, deliveries.classOf(entry.name, entry.version)).catch((err: Error) => log.error({ package: entry.name, err: err.message }, 'could not resume package'));
   }
 
   const status = await serveStatus(config.statusSocket, () => ({
@@ -331,14 +470,24 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     fleet,
     peerPort: address.port,
     revocationVersion: revocations.version,
-    packages: [...active.values()].map((a) => ({
-      name: a.entry.name,
-      version: a.entry.version,
-      infoHash: a.entry.infoHashHex,
-      complete: a.session.isComplete(),
-      ...a.session.progress,
-      path: a.session.isComplete() ? a.store.completePackagePath : null,
-    })),
+    packages: [...active.values()].map((a) => {
+      const state = states.get(a.entry.name, a.entry.version);
+      return {
+        name: a.entry.name,
+        version: a.entry.version,
+        infoHash: a.entry.infoHashHex,
+        complete: a.isComplete(),
+        ...a.session.progress,
+        path: a.isComplete() ? a.packagePath : null,
+        bandwidthClass: a.gates.cls,
+        phase: state?.phase ?? null,
+        message: state?.message ?? '',
+        exitCode: state?.exitCode ?? -1,
+        rolloutId: state?.rolloutId ?? '',
+      };
+    }),
+    /** Every release remembered (newest first), active or not: cancelled and failed ones too. */
+    releases: deliveries.list().map(({ updatedAt, ...state }) => ({ ...state, updatedAt: new Date(updatedAt).toISOString() })),
   }), metrics.registry);
 
   log.info({ agentId, fleet, peerPort: address.port, status: config.statusSocket }, 'agent started');
@@ -348,15 +497,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     statusSocket: config.statusSocket,
     fetch,
     close: async () => {
+      closing = true;
       control.stop();
       renewer.stop();
-      for (const item of active.values()) {
-        if (item.announceTimer) clearTimeout(item.announceTimer);
-        await announce(item, 'ANNOUNCE_EVENT_STOPPED');
-        await item.session.close();
-        await item.webseed?.close();
-        await item.store.close();
-      }
+      await deliveries.close();
+      await Promise.all([...active.values()].map((item) => deactivate(item, new Error('the agent is stopping'))));
       tracker.close();
       tufAgent.destroy();
       await peerServer.close();
@@ -387,6 +532,18 @@ async function saveRevocations(path: string, list: SignedRevocationList): Promis
   await rename(temporary, path);
 }
 
+/** A FetchRelease command as deliveries take it, or why it is refused. */
+function fetchRequestOf(fetch: FetchReleaseMessage): Parameters<Deliveries['fetch']>[0] | string {
+  if (!isRolloutId(fetch.rolloutId)) return 'rollout_id must be up to 128 printable ASCII characters';
+  return {
+    name: fetch.name,
+    version: fetch.version,
+    install: fetch.install === true,
+    cls: fetch.bandwidthClass === 'BANDWIDTH_CLASS_BACKGROUND' ? 'background' : 'normal',
+    rolloutId: fetch.rolloutId,
+  };
+}
+
 /** The labels the agent enrolled with, as a topology location. */
 function locationOf(labels: Record<string, string>): Location {
   return { region: labels.region ?? '', zone: labels.zone ?? '', site: labels.site ?? '' };
@@ -404,6 +561,12 @@ function agentMetrics(packages: () => Iterable<ActivePackage>) {
     registry,
     refused: new Counter({ name: 'shoal_agent_peers_refused_total', help: 'peer connections refused, by reason', labelNames: ['code'] as const, registers: [registry] }),
     completed: new Counter({ name: 'shoal_agent_packages_completed_total', help: 'packages downloaded and verified', registers: [registry] }),
+    installs: new Counter({
+      name: 'shoal_agent_installs_total',
+      help: 'install hook runs, by result (succeeded, failed, timeout, cancelled)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     revocationVersion: new Gauge({ name: 'shoal_agent_revocation_list_version', help: 'version of the revocation list applied', registers: [registry] }),
     reusedBytes: new Counter({
       name: 'shoal_agent_reused_bytes_total',

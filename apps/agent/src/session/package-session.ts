@@ -4,6 +4,7 @@ import { type SwarmAction, type SwarmConfig, type SwarmPeerStats, type SwarmProg
 import type { Location } from '@shoal/topology';
 import { BLOCK_SIZE, HASH_SIZE, type Metainfo, ShoalError, blockHashes, truncatedInfoHash } from '@shoal/torrent';
 import { type ConnectionEvent, type ConnectionLimits, type HashRequestHeader, PeerConnection, type WireError, type WireMessage } from '@shoal/wire';
+import type { Gate } from '../bandwidth';
 import { SessionPeerError } from './errors';
 import { PackageGeometry } from './geometry';
 import { answerHashRequest } from './hash-service';
@@ -49,6 +50,8 @@ export interface PackageSessionOptions {
   connectionLimits?: Partial<ConnectionLimits>;
   /** Sent as `v` in the extended handshake. */
   clientVersion?: string;
+  /** Caps: peer reads pause while `download` says wait; piece data is served only when `upload` allows. */
+  bandwidth?: { download: Gate; upload: Gate };
 }
 
 export interface SessionProgress {
@@ -131,6 +134,7 @@ export class PackageSession extends EventEmitter {
   private readonly clientVersion: string | undefined;
   private readonly webseed: PieceSource | undefined;
   private readonly selfName: string;
+  private readonly bandwidth: { download: Gate; upload: Gate } | undefined;
 
   private readonly links = new Map<number, PeerLink>();
   private nextLinkId = 1;
@@ -174,6 +178,7 @@ export class PackageSession extends EventEmitter {
     this.clientVersion = options.clientVersion;
     this.webseed = options.webseed;
     this.selfName = options.selfName ?? this.peerId.toString('hex');
+    this.bandwidth = options.bandwidth;
 
     const stored = store.have();
     const have = new Uint8Array(this.geometry.numPieces);
@@ -234,7 +239,7 @@ export class PackageSession extends EventEmitter {
       ...(this.connectionLimits ? { limits: this.connectionLimits } : {}),
       ...(this.clientVersion !== undefined ? { clientVersion: this.clientVersion } : {}),
     });
-    const link = new PeerLink(id, peerName, socket, conn, this.clock, this.hooks);
+    const link = new PeerLink(id, peerName, socket, conn, this.clock, this.hooks, this.bandwidth?.download);
     this.links.set(id, link);
     link.start();
   }
@@ -393,6 +398,7 @@ export class PackageSession extends EventEmitter {
   private onClosed(link: PeerLink, reason: WireError, now: number): void {
     if (!this.links.delete(link.id)) return;
     link.serveQueue.length = 0;
+    clearTimeout(link.uploadTimer);
     this.swarm.peerClosed(link.id, now);
     this.safeEmit('peer-closed', { peerName: link.name, reason } satisfies PeerClosedEvent);
     if (!this.closing) this.safeEmit('progress', this.progress);
@@ -623,6 +629,16 @@ export class PackageSession extends EventEmitter {
    */
   private serve(link: PeerLink): void {
     while (!link.closed && !link.congested && link.reads < this.maxReadsPerPeer && link.serveQueue.length > 0) {
+      if (link.uploadTimer) return;
+      const wait = this.bandwidth?.upload.delay() ?? 0;
+      if (wait > 0) {
+        link.uploadTimer = setTimeout(() => {
+          link.uploadTimer = undefined;
+          this.contain(() => this.serve(link));
+        }, Math.ceil(wait));
+        link.uploadTimer.unref();
+        return;
+      }
       const r = link.serveQueue.shift() as { index: number; begin: number; length: number };
       const run = [r];
       let end = r.begin + r.length;
@@ -632,6 +648,8 @@ export class PackageSession extends EventEmitter {
         end += next.length;
       }
       link.reads++;
+      // Counted when the read starts: up to maxReadsPerPeer reads are in flight at once.
+      this.bandwidth?.upload.record(end - r.begin);
       this.track(
         this.readForPeer({ index: r.index, begin: r.begin, length: end - r.begin }).then(
           (data) =>

@@ -1,5 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import type { BlockRequest, ConnectionEvent, PeerConnection, WireError } from '@shoal/wire';
+import { type Gate, pacedReads } from '../bandwidth';
 import { SessionPeerError } from './errors';
 
 export interface PeerLinkHooks {
@@ -40,6 +41,8 @@ export class PeerLink {
   hashChain: Promise<void> = Promise.resolve();
   /** Resolves once the socket is closed. */
   readonly socketClosed: Promise<void>;
+  /** Set while serving waits for the upload cap. */
+  uploadTimer: NodeJS.Timeout | undefined;
 
   private congestedFlag = false;
   private flushing = false;
@@ -52,6 +55,8 @@ export class PeerLink {
     readonly conn: PeerConnection,
     private readonly clock: () => number,
     private readonly hooks: PeerLinkHooks,
+    /** The download cap: reads pause while it says wait. */
+    private readonly readGate?: Gate,
   ) {
     this.peerPieces = new Uint8Array(Math.ceil(conn.numPieces / 8));
     this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
@@ -65,6 +70,7 @@ export class PeerLink {
       this.conn.receive(chunk, this.clock());
       this.flush();
     });
+    if (this.readGate) pacedReads(socket, this.readGate);
     socket.on('end', () => {
       this.conn.end();
       this.flush();
@@ -75,6 +81,7 @@ export class PeerLink {
     });
     socket.on('close', () => {
       this.socketOpen = false;
+      clearTimeout(this.uploadTimer);
       this.conn.close(new SessionPeerError('SOCKET_ERROR', 'socket closed'));
       this.flush();
     });

@@ -2,6 +2,7 @@ import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, request a
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import type { Metainfo, PackageFile } from '@shoal/torrent';
+import { type Gate, type PacedReads, pacedReads } from '../bandwidth';
 import { WebseedError } from './errors';
 import { type PieceSpan, piecedFiles, pieceSpan, usableUrls, webseedFileUrl } from './piece-map';
 
@@ -14,6 +15,8 @@ export interface WebseedClientOptions {
   maxConcurrent?: number;
   /** A request fails with WEBSEED_TIMEOUT when the server sends nothing for this long. Default 30000. */
   timeoutMs?: number;
+  /** The download cap: response bodies are read only while it allows (time held back is not a timeout). */
+  readGate?: Gate;
 }
 
 export interface WebseedStats {
@@ -57,6 +60,7 @@ export class WebseedClient {
   private readonly urls: URL[];
   private readonly maxConcurrent: number;
   private readonly timeoutMs: number;
+  private readonly readGate: Gate | undefined;
   private readonly httpsAgent: HttpsAgent;
   private readonly httpAgent: HttpAgent;
   private preferred = 0;
@@ -73,6 +77,7 @@ export class WebseedClient {
     this.urls = usableUrls(options.urls);
     this.maxConcurrent = options.maxConcurrent ?? DEFAULT_MAX_CONCURRENT;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.readGate = options.readGate;
     if (!Number.isSafeInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
       throw new WebseedError('WEBSEED_BAD_OPTIONS', `maxConcurrent must be a positive integer, got ${this.maxConcurrent}`);
     }
@@ -186,7 +191,11 @@ export class WebseedClient {
           response?.destroy();
           reject(err);
         });
-      const timer = setTimeout(() => fail(new WebseedError('WEBSEED_TIMEOUT', `${shown}: nothing received for ${this.timeoutMs} ms`, { url: shown })), this.timeoutMs);
+      let paced: PacedReads | undefined;
+      const timer = setTimeout(() => {
+        if (paced?.paused) timer.refresh();
+        else fail(new WebseedError('WEBSEED_TIMEOUT', `${shown}: nothing received for ${this.timeoutMs} ms`, { url: shown }));
+      }, this.timeoutMs);
       this.aborts.add(fail);
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (settled) return;
@@ -221,6 +230,7 @@ export class WebseedClient {
         const prefixOfLongerBody = status === 200 && span.length < span.file.length;
         const piece = Buffer.allocUnsafe(span.length);
         let received = 0;
+        if (this.readGate) paced = pacedReads(res, this.readGate);
         res.on('data', (chunk: Buffer) => {
           if (settled) return;
           timer.refresh();

@@ -10,7 +10,7 @@ import type { AuthenticatedRequest } from './auth.guard';
 import { RequireRole } from './auth.guard';
 import { ControlStreams } from '../control/control-streams';
 import { ReleasesService } from '../releases/releases.service';
-import { CreateApiTokenDto, CreateBootstrapTokenDto, FetchReleaseDto, RevokeAgentDto, SetLabelsDto } from './dto';
+import { CreateApiTokenDto, CreateBootstrapTokenDto, FetchReleaseDto, ReleaseRefDto, RevokeAgentDto, SetLabelsDto } from './dto';
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -87,7 +87,8 @@ export class AgentsController {
 
   /**
    * Tells a connected agent, over its control stream, to fetch a release (it verifies the
-   * release with TUF itself). 409 when the agent has no control stream open.
+   * release with TUF itself), and to install it when `install` is set. 409 when the agent has no
+   * control stream open.
    */
   @Post(':id/fetch')
   @RequireRole('publisher')
@@ -96,7 +97,30 @@ export class AgentsController {
     const agent = await this.registry.get(checkId(id, 'agent'));
     if (!agent) throw new NotFoundException(`no agent ${id}`);
     await this.releases.get(body.name, body.version);
-    const commandId = this.control.send(id, { fetch: { name: body.name, version: body.version, install: false, bandwidthClass: 'BANDWIDTH_CLASS_NORMAL', rolloutId: '' } });
+    const commandId = this.control.send(id, {
+      fetch: {
+        name: body.name,
+        version: body.version,
+        install: body.install ?? false,
+        bandwidthClass: body.bandwidthClass === 'background' ? 'BANDWIDTH_CLASS_BACKGROUND' : 'BANDWIDTH_CLASS_NORMAL',
+        rolloutId: '',
+      },
+    });
+    if (!commandId) throw new ConflictException(`agent ${id} has no control stream open`);
+    return { agentId: id, commandId };
+  }
+
+  /**
+   * Tells a connected agent to cancel its fetch (and install hook) of a release; it keeps the
+   * pieces it verified. 409 when the agent has no control stream open.
+   */
+  @Post(':id/cancel')
+  @RequireRole('publisher')
+  @HttpCode(202)
+  async cancel(@Param('id') id: string, @Body() body: ReleaseRefDto) {
+    const agent = await this.registry.get(checkId(id, 'agent'));
+    if (!agent) throw new NotFoundException(`no agent ${id}`);
+    const commandId = this.control.send(id, { cancel: { name: body.name, version: body.version } });
     if (!commandId) throw new ConflictException(`agent ${id} has no control stream open`);
     return { agentId: id, commandId };
   }

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { ROLES, type Role } from '../auth/api-tokens';
 import { AGENT_ID } from '../registry/labels';
 
@@ -77,9 +77,19 @@ export class PublishQueryDto {
   @IsString()
   @Matches(/^[a-z0-9-]{1,32}$/)
   channel?: string;
+
+  @ApiPropertyOptional({
+    description: 'install command signed into the release: agents run it with /bin/sh -c once every byte is verified, only where their configuration allows it',
+    maxLength: 4096,
+  })
+  @IsOptional()
+  @IsString()
+  @MaxLength(4096)
+  install?: string;
 }
 
-export class FetchReleaseDto {
+/** A release named in a command to one agent (a cancel takes just this). */
+export class ReleaseRefDto {
   @ApiProperty({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' })
   @IsString()
   @Matches(/^[a-z0-9][a-z0-9._-]{0,63}$/)
@@ -89,4 +99,16 @@ export class FetchReleaseDto {
   @IsString()
   @Matches(/^[0-9A-Za-z.+-]{1,64}$/)
   version!: string;
+}
+
+export class FetchReleaseDto extends ReleaseRefDto {
+  @ApiPropertyOptional({ description: 'run the install hook the agent allows for the release once every byte is verified', default: false })
+  @IsOptional()
+  @IsBoolean()
+  install?: boolean;
+
+  @ApiPropertyOptional({ enum: ['normal', 'background'], default: 'normal', description: 'background: the agent uses its lower caps and yields to normal transfers' })
+  @IsOptional()
+  @IsIn(['normal', 'background'])
+  bandwidthClass?: 'normal' | 'background';
 }

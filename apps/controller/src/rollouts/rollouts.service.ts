@@ -418,6 +418,14 @@ export class RolloutsService {
   private async hello(event: HelloEvent): Promise<void> {
     const { agentId } = event;
     const known = new Map(event.releases.map((r) => [`${r.name}@${r.version}`, r]));
+    // An agent that was away when its rollout was aborted missed the cancel: it gets it now.
+    for (const reported of event.releases) {
+      if (!reported.rolloutId || reported.phase === 'RELEASE_PHASE_UNSPECIFIED' || outcomeKind(reported.phase) !== 'pending') continue;
+      const record = /^ro-[0-9a-f]{12}$/.test(reported.rolloutId) ? await this.store.get(reported.rolloutId) : undefined;
+      if (record?.state === 'aborted' && record.spec.release.name === reported.name && record.spec.release.version === reported.version) {
+        this.control.send(agentId, { cancel: { name: reported.name, version: reported.version } });
+      }
+    }
     const connectedAt = this.control.connectedAt(agentId) ?? this.clock();
     const standing = await this.standingByPackage();
     for (const [release, ids] of this.byRelease) {
