@@ -2,24 +2,43 @@
 /**
  * The lab in CI: five hosts swarm a 16 MiB release through shaped links, every copy must verify,
  * and nothing the lab made may outlive it — after a normal teardown, an interrupt, a crash or a
- * SIGKILL of its owner (then `cleanupLeftovers`). Timing is never asserted; the figures are the
- * benchmark's job (`npm run bench:swarm`).
+ * SIGKILL of its owner (then `cleanupLeftovers`). The same swarm runs once more with libtorrent
+ * peers, the benchmark's yardstick. Timing is never asserted; the figures are the benchmark's job
+ * (`npm run bench:swarm`).
  *
  * Needs root and `ip netns`; skipped with a message otherwise, unless SHOAL_REQUIRE_LAB=1.
- * Runs the built `shoal` (npm run build) and needs redis-server on PATH.
+ * Runs the built `shoal` (npm run build) and needs redis-server on PATH. The libtorrent case needs
+ * python3-libtorrent (skipped without it, unless SHOAL_REQUIRE_LIBTORRENT=1).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { cleanupLeftovers, createLab, labUnavailableReason, listNamespaces, parseRate } from './lab';
-import { runSwarmScenario } from './swarm-run';
+import { probeLibtorrent, runLibtorrentScenario } from './libtorrent-run';
+import { type SwarmScenario, runSwarmScenario } from './swarm-run';
 
 const MiB = 1024 * 1024;
 const unavailable = labUnavailableReason();
 const required = process.env.SHOAL_REQUIRE_LAB === '1';
 if (unavailable && !required) console.warn(`lab smoke test skipped: ${unavailable} (set SHOAL_REQUIRE_LAB=1 to make that a failure)`);
 const describeLab = unavailable && !required ? describe.skip : describe;
+const libtorrent = probeLibtorrent();
+const libtorrentRequired = process.env.SHOAL_REQUIRE_LIBTORRENT === '1';
+if ('unavailable' in libtorrent && !libtorrentRequired) console.warn(`lab libtorrent smoke test skipped: ${libtorrent.unavailable} (set SHOAL_REQUIRE_LIBTORRENT=1 to make that a failure)`);
+const itWithLibtorrent = 'unavailable' in libtorrent && !libtorrentRequired ? it.skip : it;
+
+const up = parseRate('50mbit');
+const SMOKE: SwarmScenario = {
+  name: 'smoke',
+  description: 'CI smoke: a seed and 4 downloaders at 50 Mbit/s',
+  sizeBytes: 16 * MiB,
+  pieceLength: '256K',
+  seedUpload: up,
+  downloaderUploads: [up, up, up, up],
+  download: parseRate('200mbit'),
+  timeoutSeconds: 240,
+};
 
 function namespacesOf(runId: string): string[] {
   return listNamespaces().filter((name) => name.startsWith(`shl-${runId}-`));
@@ -33,6 +52,20 @@ function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Live processes whose command line contains `text`. */
+function processesMentioning(text: string): string[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+        return cmdline.includes(text) && processAlive(Number(pid)) ? [`${pid} ${cmdline}`] : [];
+      } catch {
+        return [];
+      }
+    });
 }
 
 /** Starts fixtures/hold-lab.ts and resolves once its lab is up. */
@@ -68,17 +101,7 @@ describeLab('lab', () => {
   });
 
   it('five hosts swarm a 16 MiB release through shaped links: every copy verifies, nothing is left behind', async () => {
-    const up = parseRate('50mbit');
-    const report = await runSwarmScenario({
-      name: 'smoke',
-      description: 'CI smoke: a seed and 4 downloaders at 50 Mbit/s',
-      sizeBytes: 16 * MiB,
-      pieceLength: '256K',
-      seedUpload: up,
-      downloaderUploads: [up, up, up, up],
-      download: parseRate('200mbit'),
-      timeoutSeconds: 240,
-    });
+    const report = await runSwarmScenario(SMOKE);
     expect(report.failure).toBeUndefined();
     expect(report.hosts.filter((h) => h.role === 'downloader').map((h) => [h.host, h.verified, h.verifyDetail ?? ''])).toEqual(
       ['h2', 'h3', 'h4', 'h5'].map((host) => [host, true, '']),
@@ -89,6 +112,23 @@ describeLab('lab', () => {
     expect(sent).toBeGreaterThanOrEqual(4 * 16 * MiB);
     expect(report.leftovers).toEqual([]);
     expect(namespacesOf(report.runId)).toEqual([]);
+  }, 300_000);
+
+  itWithLibtorrent('the same with libtorrent peers (the benchmark\'s yardstick): every copy verifies, no peer process or namespace is left behind', async () => {
+    const report = await runLibtorrentScenario(SMOKE);
+    expect(report.failure).toBeUndefined();
+    expect(report.client).toBe('libtorrent');
+    expect(report.hosts.filter((h) => h.role === 'downloader').map((h) => [h.host, h.verified, h.verifyDetail ?? ''])).toEqual(
+      ['h2', 'h3', 'h4', 'h5'].map((host) => [host, true, '']),
+    );
+    // Completion and byte counts come from the peers' own reports and the interfaces.
+    expect(report.hosts.every((h) => h.role === 'seed' || (h.completeSeconds ?? 0) > 0)).toBe(true);
+    const sent = report.hosts.reduce((sum, h) => sum + h.sentBytes, 0) + report.origin.interfaceBytes;
+    expect(sent).toBeGreaterThanOrEqual(4 * 16 * MiB);
+    expect(report.leftovers).toEqual([]);
+    expect(namespacesOf(report.runId)).toEqual([]);
+    // The peers' command lines name the run's folders: none outlives it.
+    expect(processesMentioning(`lab-${report.runId}`)).toEqual([]);
   }, 300_000);
 
   it('shapes with htb inside the namespaces, counts bytes on the interfaces and removes everything on teardown', async () => {

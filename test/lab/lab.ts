@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 
 /** Every lab namespace, interface and bridge name starts with this, then the run id. */
 export const LAB_PREFIX = 'shl-';
@@ -90,6 +91,15 @@ export interface LabProcess {
   pid: number;
   /** Resolves with the first output line (from the start) that `matches`; rejects on exit or timeout. */
   waitForLine(matches: (line: string) => boolean, timeoutMs: number): Promise<string>;
+  /** Calls `listener` with every output line from now on, until the returned function is called. */
+  onLine(listener: (line: string) => void): () => void;
+  /**
+   * Writes one line to the process's standard input (spawned with `stdin: true`); ignored once it
+   * has exited. Ending the input (`endInput`) tells such a process to quit, and it ends by itself
+   * when the driver dies, whatever the lab's teardown managed.
+   */
+  send(line: string): void;
+  endInput(): void;
   /** User + system CPU seconds so far (from /proc/<pid>/stat). */
   cpuSeconds(): number;
   exited: Promise<number | null>;
@@ -110,8 +120,11 @@ export interface Lab {
   switchNamespace: string;
   infra: LabHost;
   hosts: LabHost[];
-  /** Starts a long-running command inside `host`'s namespace, in its own process group. */
-  spawn(host: LabHost, command: string[], options?: { env?: NodeJS.ProcessEnv }): LabProcess;
+  /**
+   * Starts a long-running command inside `host`'s namespace, in its own process group; with
+   * `stdin`, its standard input is a pipe from the driver (`send`), otherwise it is closed.
+   */
+  spawn(host: LabHost, command: string[], options?: { env?: NodeJS.ProcessEnv; stdin?: boolean }): LabProcess;
   /** Runs a command inside a host's (or the switch's) namespace to completion. */
   run(host: Pick<LabHost, 'namespace'>, command: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CommandResult>;
   /** Bytes through the host's own interface, read inside its namespace. */
@@ -405,14 +418,17 @@ export async function createLab(options: LabOptions): Promise<Lab> {
     // detached: the command leads its own process group, so teardown reaches its children too.
     const child = spawn('ip', ['netns', 'exec', host.namespace, ...command], {
       env: { ...process.env, ...spawnOptions.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [spawnOptions.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    // A process that exits with input unread closes the pipe first: not an error.
+    child.stdin?.on('error', () => undefined);
     // The last lines go into failure messages.
     const recent: string[] = [];
     const watchers = new Set<(line: string) => void>();
     const seen: string[] = [];
-    for (const stream of [child.stdout, child.stderr]) {
+    // Both are pipes (stdio above); the types cannot tell.
+    for (const stream of [child.stdout, child.stderr] as Readable[]) {
       createInterface({ input: stream }).on('line', (line) => {
         recent.push(line);
         if (recent.length > RECENT_LINES) recent.shift();
@@ -446,6 +462,17 @@ export async function createLab(options: LabOptions): Promise<Lab> {
           watchers.add(watch);
           void exited.then((code) => finish(() => reject(new Error(`${describe()} exited with ${code}:\n${recent.join('\n')}`))));
         }),
+      onLine: (listener) => {
+        watchers.add(listener);
+        return () => {
+          watchers.delete(listener);
+        };
+      },
+      send: (line) => {
+        if (!child.stdin) throw new Error(`lab: ${command[0]} in ${host.name} was started without stdin`);
+        if (child.stdin.writable) child.stdin.write(`${line}\n`);
+      },
+      endInput: () => child.stdin?.end(),
       cpuSeconds: () => processCpuSeconds(pid),
       exited,
       stop: async () => {

@@ -9,7 +9,9 @@
  *     relayed into the infrastructure namespace (unix-forward.ts) and each agent's status API
  *     through the agent's own unix socket;
  *   - each agent is enrolled with a bootstrap token pinning its name and labels, then started in
- *     its host with SHOAL_PEER_LISTEN / SHOAL_ADVERTISE_ADDRESS on the host's address.
+ *     its host with SHOAL_PEER_LISTEN / SHOAL_ADVERTISE_ADDRESS on the host's address (a host that
+ *     runs another client, libtorrent, is only enrolled: it gets the same controller-issued
+ *     certificate an agent would hold).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +27,8 @@ export const REST_PORT = 7443;
 const GRPC_PORT = 7444;
 const ENROLL_PORT = 7445;
 const REDIS_PORT = 6379;
-const PEER_PORT = 6881;
+/** Where every lab host's peer listens (Shoal agent or libtorrent). */
+export const PEER_PORT = 6881;
 const START_TIMEOUT_MS = 60_000;
 
 export interface LabAgent {
@@ -67,18 +70,24 @@ export interface ShoalLab {
   rest<T = unknown>(method: string, path: string, json?: unknown, token?: string | null): Promise<{ status: number; body: T }>;
   /** Writes `bytes` random bytes to origin/<name>/<name>.bin, packs it with the origin as webseed and publishes name@version. */
   publish(name: string, version: string, bytes: number, options?: { pieceLength?: string }): Promise<LabRelease>;
-  /** Enrolls (at most `concurrency` at a time), starts and waits for the control streams of these agents. */
+  /**
+   * Enrolls these hosts (at most `concurrency` at a time) the way an agent enrolls: a key made in
+   * the host and a certificate from the controller, in the returned data folders (see
+   * `identityFiles`); imports `seed` releases. Nothing is started.
+   */
+  enroll(specs: LabAgentSpec[], concurrency?: number): Promise<string[]>;
+  /** Enrolls, starts and waits for the control streams of these agents. */
   startAgents(specs: LabAgentSpec[], concurrency?: number): Promise<LabAgent[]>;
   fetch(agent: LabAgent, release: LabRelease): Promise<void>;
   packageStatus(agent: LabAgent, release: LabRelease): Promise<AgentPackageStatus | undefined>;
   /** Bytes the origin served so far (the controller's shoal_origin_bytes_sent_total). */
   originBytes(): Promise<number>;
-  /** `shoal verify` of the agent's finished copy. */
-  verify(agent: LabAgent, release: LabRelease): Promise<CommandResult>;
+  /** `shoal verify` of a copy at `path` (the release's file). */
+  verifyCopy(release: LabRelease, path: string): Promise<CommandResult>;
   stop(): Promise<void>;
 }
 
-export async function startShoalLab(lab: Lab, options: { agentEnv?: NodeJS.ProcessEnv } = {}): Promise<ShoalLab> {
+export async function startShoalLab(lab: Lab): Promise<ShoalLab> {
   if (spawnSync('redis-server', ['--version']).error) throw new Error('the lab runs its own Redis: redis-server is not installed (apt-get install redis-server)');
   const work = await scratchDir(`lab-${lab.runId}`);
   // An interrupted run must not leave release copies behind either.
@@ -201,7 +210,6 @@ export async function startShoalLab(lab: Lab, options: { agentEnv?: NodeJS.Proce
           SHOAL_ADVERTISE_ADDRESS: spec.host.address,
           // 'agent started' and 'package complete and verified' are info lines.
           SHOAL_LOG_LEVEL: 'info',
-          ...options.agentEnv,
           ...spec.env,
         },
       });
@@ -249,6 +257,7 @@ export async function startShoalLab(lab: Lab, options: { agentEnv?: NodeJS.Proce
         if (published.status !== 0) throw new Error(`publish failed: ${published.stderr}`);
         return { name, version, torrentPath, folder, bytes };
       },
+      enroll: (specs, concurrency = 4) => mapLimited(specs, concurrency, enroll),
       async startAgents(specs, concurrency = 4) {
         const dataDirs = await mapLimited(specs, concurrency, enroll);
         const startedAgents = await Promise.all(specs.map((spec, i) => startAgent(spec, dataDirs[i] as string)));
@@ -266,11 +275,7 @@ export async function startShoalLab(lab: Lab, options: { agentEnv?: NodeJS.Proce
         const line = text.split('\n').find((l) => l.startsWith('shoal_origin_bytes_sent_total'));
         return line ? Number(line.split(' ').pop()) : 0;
       },
-      async verify(agent, release) {
-        const status = await packageStatus(agent, release);
-        if (!status?.path) return { status: 1, stdout: '', stderr: `${agent.name} reports no finished copy` };
-        return runShoal(['verify', release.torrentPath, status.path, '--json']);
-      },
+      verifyCopy: async (release, path) => runShoal(['verify', release.torrentPath, path, '--json']),
       stop,
     };
   } catch (err) {

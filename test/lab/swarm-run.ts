@@ -1,10 +1,13 @@
 /**
  * One swarm scenario in the lab, measured: a seeding host (or the origin alone) and N downloaders
- * with shaped uplinks; every downloader is told to fetch at the same moment and the run ends when
- * the last one holds a verified copy. Bytes come from interface counters (not from the agents),
- * completion times from the agents' own "package complete and verified" log lines (pino `time`,
- * same machine clock), CPU from /proc. Every copy is checked with `shoal verify`, and the lab is
- * always torn down; the result says whether anything of it was left behind.
+ * with shaped uplinks; every downloader is told to start at the same moment and the run ends when
+ * the last one holds a verified copy. The swarm is made of one client's processes, one per lab
+ * host: Shoal agents (here) or libtorrent peers (libtorrent-run.ts); both run next to the same
+ * infrastructure (controller, Redis, the webseed origin: shoal-lab.ts) and are measured by the
+ * same code. Bytes come from interface counters (not from the clients), completion times from the
+ * clients' own reports (Shoal's "package complete and verified" log line, pino `time`; libtorrent's
+ * finished alert; same machine clock), CPU from /proc. Every copy is checked with `shoal verify`,
+ * and the lab is always torn down; the result says whether anything of it was left behind.
  *
  * The lower bound is the classic one for distributing a file of F bits from a source of upload
  * u_s to N peers with uploads u_i and downloads d_i:
@@ -15,7 +18,7 @@
  * swarm scores about `LINK_PAYLOAD_CEILING`, not 1.
  */
 import { cpus } from 'node:os';
-import { type Lab, createLab, formatRate, listNamespaces, machineCpuSeconds } from './lab';
+import { type Lab, type LabHost, type LabProcess, createLab, formatRate, listNamespaces, machineCpuSeconds } from './lab';
 import { type LabAgent, type LabRelease, REST_PORT, type ShoalLab, sleep, startShoalLab } from './shoal-lab';
 
 const MiB = 1024 * 1024;
@@ -42,7 +45,7 @@ export interface SwarmScenario {
    * infrastructure host; unshaped when absent. Without a seeding host it is the source.
    */
   originUpload?: number;
-  /** Environment for every agent (e.g. SHOAL_SWARM). */
+  /** Environment for every Shoal agent (e.g. SHOAL_SWARM). */
   agentEnv?: NodeJS.ProcessEnv;
   /** Give up after this long from the fetch commands; default max(120 s, 10 T*). */
   timeoutSeconds?: number;
@@ -60,7 +63,10 @@ export interface HostResult {
   address: string;
   role: 'seed' | 'downloader';
   uploadBitsPerSecond: number | null;
-  /** Seconds from the fetch commands to the release verified with TUF / first verified piece / complete. */
+  /**
+   * Seconds from the start commands to the release verified with TUF (Shoal only) / first
+   * verified piece / complete.
+   */
   tufVerifiedSeconds: number | null;
   firstPieceSeconds: number | null;
   completeSeconds: number | null;
@@ -71,15 +77,15 @@ export interface HostResult {
   sentCopies: number;
   /** sentBytes·8 / (upload · T_last): how busy its uplink was while the swarm ran. */
   uplinkUtilisation: number | null;
-  /** What the agent says (payload only; duplicates included in bytesFromPeers). */
-  agentReported: { bytesFromPeers: number; bytesFromWebseed: number; bytesUploaded: number; corruptPieces: number } | null;
+  /** What the client says (payload only; duplicates included in bytesFromPeers). */
+  agentReported: PeerReport | null;
   cpuSeconds: number;
   verified: boolean | null;
   verifyDetail?: string;
 }
 
 export interface TimelinePoint {
-  /** End of the interval, seconds from the fetch commands. */
+  /** End of the interval, seconds from the start commands. */
   t: number;
   /** Upload rates over the interval in Mbit/s (from the switch ports' receive counters). */
   seedMbps: number | null;
@@ -87,23 +93,26 @@ export interface TimelinePoint {
   originMbps: number;
   /** Upload / capacity of every counted uplink (seed, downloaders, the origin when capped). */
   utilisation: number | null;
-  /** CPU the agents used over the interval, in cores; and the busy share of the whole machine. */
+  /** CPU the client's processes used over the interval, in cores; and the busy share of the whole machine. */
   agentsCores: number;
   machineBusy: number;
   completed: number;
-  /** Verified pieces of each downloader at the end of the interval (status API; null: no answer). */
+  /** Verified pieces of each downloader at the end of the interval (its own report; null: none). */
   verifiedPieces: Record<string, number | null>;
 }
 
 export interface SwarmReport {
   scenario: string;
   description: string;
+  /** Which client made the swarm, and how it was run (peer discovery, settings, what t0 means). */
+  client: SwarmClientName;
+  clientNotes: string[];
   runId: string;
   downloaders: number;
   sizeBytes: number;
   pieceLength: string;
   rates: { seedUpload: string | null; downloaderUploads: string[]; download: string | null; originUpload: string | null };
-  /** SHOAL_SWARM given to every agent, if any. */
+  /** SHOAL_SWARM given to every Shoal agent, if any. */
   swarmSettings: string | null;
   setupSeconds: number;
   lowerBound: LowerBound;
@@ -112,7 +121,7 @@ export interface SwarmReport {
    * (u_s + u_origin in the first and third terms): the honest yardstick when the origin helps.
    */
   lowerBoundCountingOrigin: LowerBound | null;
-  /** Seconds from the fetch commands to the first / median / last verified copy. */
+  /** Seconds from the start commands to the first / median / last verified copy. */
   tFirst: number | null;
   tMedian: number | null;
   tLast: number | null;
@@ -149,7 +158,7 @@ export interface SwarmReport {
     aggregateUtilisation: number | null;
     /** Aggregate uplink use in the first 10 %, middle 80 % and last 10 % of T_last (timeline). */
     utilisationByPhase: { first10: number | null; middle80: number | null; last10: number | null };
-    /** Σ (bytes from peers + from webseed) - N·F, by the agents' own count. */
+    /** Σ (bytes from peers + from webseed) - N·F, by the clients' own count. */
     duplicateBytes: number | null;
     duplicateShare: number | null;
     /** Bytes on every wire (all hosts and infra, interface counters) / (N·F). */
@@ -159,6 +168,7 @@ export interface SwarmReport {
     cores: number;
     /** Busy share of all cores over the transfer (from /proc/stat). */
     machineBusy: number;
+    /** The client's processes (Shoal agents or libtorrent peers). */
     agentsSeconds: number;
     controllerSeconds: number;
     redisSeconds: number;
@@ -187,6 +197,59 @@ export function lowerBound(sizeBytes: number, downloaders: number, sourceUpload:
   return { seconds, bound: names[bound], terms };
 }
 
+// ---- clients: what the measuring code needs from the processes that make the swarm ---------
+
+export type SwarmClientName = 'shoal' | 'libtorrent';
+
+/** A client's own account of one host (payload only; duplicates included in bytesFromPeers). */
+export interface PeerReport {
+  bytesFromPeers: number;
+  bytesFromWebseed: number;
+  bytesUploaded: number;
+  corruptPieces: number;
+}
+
+/** Epoch milliseconds (machine clock) of a downloader's milestones; each rejects when its process exits or the time is up. */
+export interface DownloaderMilestones {
+  /** The release's signature checked (Shoal: TUF); absent for a client without that step. */
+  releaseVerified?: Promise<number>;
+  /** The first verified piece, when the client says so itself; otherwise polled with `verifiedPieces`. */
+  firstPiece?: Promise<number>;
+  complete: Promise<number>;
+}
+
+/** One lab host's participant: the one process that speaks for the client there. */
+export interface SwarmPeer {
+  name: string;
+  host: LabHost;
+  process: LabProcess;
+  /** Called once per downloader, before the start commands. */
+  milestones(timeoutMs: number): DownloaderMilestones;
+  verifiedPieces(): Promise<number | undefined>;
+  report(): Promise<PeerReport | null>;
+  /** Where the finished copy is (the release's file), once the client has settled. */
+  copyPath(): Promise<string | undefined>;
+}
+
+/** A client's swarm in the lab, every process started and ready (the seed holding the release). */
+export interface SwarmClient {
+  seed: SwarmPeer | undefined;
+  downloaders: SwarmPeer[];
+  /** Tells every participant to begin, all at once: this is t0. */
+  start(): Promise<void>;
+  /** After the last measurement, before the copies are verified (e.g. let processes close their files). */
+  settle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface SwarmClientKind {
+  name: SwarmClientName;
+  /** How this client runs in the lab (peer discovery, settings, what t0 and completion mean), for the report. */
+  notes(scenario: SwarmScenario): string[];
+  /** Starts one participant per lab host (host 1 seeds when the scenario has a seeding host). */
+  start(infra: ShoalLab, release: LabRelease, scenario: SwarmScenario, timeoutMs: number): Promise<SwarmClient>;
+}
+
 interface Snapshot {
   sent: Map<string, number>;
   received: Map<string, number>;
@@ -208,7 +271,74 @@ function logTime(line: string): number {
   return (JSON.parse(line) as { time: number }).time;
 }
 
-export async function runSwarmScenario(scenario: SwarmScenario, log: (line: string) => void = () => undefined): Promise<SwarmReport> {
+/**
+ * Shoal agents: host 1 imports the release before it starts (scenarios with a seeding host), the
+ * downloaders get a fetch command each from the controller.
+ */
+export const shoalAgents: SwarmClientKind = {
+  name: 'shoal',
+  notes: (scenario) => [
+    "peers from the controller's tracker (gRPC over mTLS); webseed fallback to the origin (url-list)",
+    't0: the fetch commands through the controller; each agent then checks the release with TUF and fetches its metainfo',
+    'completion: the agent\'s "package complete and verified" log line',
+    ...(scenario.agentEnv ? [`agent environment: ${JSON.stringify(scenario.agentEnv)}`] : []),
+  ],
+  async start(infra, release, scenario) {
+    const seeded = scenario.seedUpload !== undefined;
+    const specs = infra.lab.hosts.map((host, i) => {
+      const seed = seeded && i === 0;
+      return {
+        name: seed ? 'seed' : `dl-${seeded ? i : i + 1}`,
+        host,
+        labels: { region: 'lab', zone: 'lab-1', site: 'lab-1', role: seed ? 'seed' : 'downloader' },
+        ...(seed ? { seed: release } : {}),
+        ...(scenario.agentEnv ? { env: scenario.agentEnv } : {}),
+      };
+    });
+    const agents = await infra.startAgents(specs);
+    const seedAgent = seeded ? agents[0] : undefined;
+    const downloaders = seeded ? agents.slice(1) : agents;
+    if (seedAgent) await untilSeeding(infra, seedAgent, release);
+    const status = (agent: LabAgent) => infra.packageStatus(agent, release);
+    const peer = (agent: LabAgent): SwarmPeer => ({
+      name: agent.name,
+      host: agent.host,
+      process: agent.process,
+      milestones: (timeoutMs) => ({
+        releaseVerified: agent.process.waitForLine((l) => l.includes('release verified with TUF'), timeoutMs).then(logTime),
+        complete: agent.process.waitForLine((l) => l.includes('package complete and verified'), timeoutMs).then(logTime),
+      }),
+      verifiedPieces: async () => (await status(agent).catch(() => undefined))?.verifiedPieces,
+      async report() {
+        const s = await status(agent);
+        return s ? { bytesFromPeers: s.bytesDownloaded, bytesFromWebseed: s.bytesFromWebseed, bytesUploaded: s.bytesUploaded, corruptPieces: s.corruptPieces } : null;
+      },
+      copyPath: async () => (await status(agent))?.path ?? undefined,
+    });
+    return {
+      seed: seedAgent && peer(seedAgent),
+      downloaders: downloaders.map(peer),
+      start: async () => {
+        await Promise.all(downloaders.map((agent) => infra.fetch(agent, release)));
+      },
+      settle: async () => undefined,
+      // The agents belong to the Shoal lab, which stops them.
+      stop: async () => undefined,
+    };
+  },
+};
+
+/** Shoal agents in the lab: what `npm run bench:swarm` and the CI smoke test run. */
+export function runSwarmScenario(scenario: SwarmScenario, log: (line: string) => void = () => undefined): Promise<SwarmReport> {
+  return runScenario(scenario, shoalAgents, log);
+}
+
+/**
+ * Builds the lab for `scenario` (fresh namespaces, the same shapes for every client), starts the
+ * infrastructure (controller, Redis, origin), publishes the release, lets `kind` start its
+ * participants, measures the transfer and tears everything down, also on failure.
+ */
+export async function runScenario(scenario: SwarmScenario, kind: SwarmClientKind, log: (line: string) => void = () => undefined): Promise<SwarmReport> {
   const seeded = scenario.seedUpload !== undefined;
   const sourceUpload = scenario.seedUpload ?? scenario.originUpload;
   if (sourceUpload === undefined) throw new Error(`scenario ${scenario.name}: with no seeding host the origin needs an upload cap (originUpload), or T* is unbounded`);
@@ -216,43 +346,36 @@ export async function runSwarmScenario(scenario: SwarmScenario, log: (line: stri
   const F = scenario.sizeBytes;
   const bound = lowerBound(F, n, sourceUpload, scenario.downloaderUploads, scenario.download);
   const boundCountingOrigin = seeded && scenario.originUpload ? lowerBound(F, n, sourceUpload + scenario.originUpload, scenario.downloaderUploads, scenario.download) : null;
+  const timeoutMs = (scenario.timeoutSeconds ?? Math.max(120, 10 * bound.seconds)) * 1000;
   const setupStarted = Date.now();
   const shapes = [...(seeded ? [scenario.seedUpload] : []), ...scenario.downloaderUploads].map((upload) => ({ upload, ...(scenario.download ? { download: scenario.download } : {}) }));
   const lab = await createLab({ hosts: shapes, ...(scenario.originUpload ? { infra: { sourcePortUploads: [{ port: REST_PORT, upload: scenario.originUpload }] } } : {}) });
-  log(`lab ${lab.runId}: ${lab.hosts.length} hosts + infra (${lab.prefix}*); T* = ${bound.seconds.toFixed(1)} s (${bound.bound})`);
-  let shoal: ShoalLab | undefined;
+  log(`${kind.name}: lab ${lab.runId}: ${lab.hosts.length} hosts + infra (${lab.prefix}*); T* = ${bound.seconds.toFixed(1)} s (${bound.bound})`);
+  let infra: ShoalLab | undefined;
+  let client: SwarmClient | undefined;
   const report: Partial<SwarmReport> = {};
   try {
-    shoal = await startShoalLab(lab, scenario.agentEnv ? { agentEnv: scenario.agentEnv } : {});
-    const release = await shoal.publish('bench', '1.0.0', F, { pieceLength: scenario.pieceLength });
-    const specs = lab.hosts.map((host, i) => {
-      const seed = seeded && i === 0;
-      return {
-        name: seed ? 'seed' : `dl-${seeded ? i : i + 1}`,
-        host,
-        labels: { region: 'lab', zone: 'lab-1', site: 'lab-1', role: seed ? 'seed' : 'downloader' },
-        ...(seed ? { seed: release } : {}),
-      };
-    });
-    const agents = await shoal.startAgents(specs);
-    const seedAgent = seeded ? agents[0] : undefined;
-    const downloaders = seeded ? agents.slice(1) : agents;
-    if (seedAgent) await untilSeeding(shoal, seedAgent, release);
+    infra = await startShoalLab(lab);
+    const release = await infra.publish('bench', '1.0.0', F, { pieceLength: scenario.pieceLength });
+    client = await kind.start(infra, release, scenario, timeoutMs);
     const setupSeconds = (Date.now() - setupStarted) / 1000;
     log(`setup ${setupSeconds.toFixed(1)} s; fetching ${(F / MiB).toFixed(0)} MiB on ${n} downloaders`);
-    Object.assign(report, await transfer(lab, shoal, release, seedAgent, downloaders, scenario, bound, log));
+    Object.assign(report, await transfer(lab, infra, release, client, scenario, bound, timeoutMs, log));
     report.setupSeconds = setupSeconds;
   } catch (err) {
     report.failure = (err as Error).message;
     log(`FAILED: ${report.failure}`);
   } finally {
-    await shoal?.stop().catch((err: Error) => log(`stopping Shoal: ${err.message}`));
+    await client?.stop().catch((err: Error) => log(`stopping ${kind.name}: ${err.message}`));
+    await infra?.stop().catch((err: Error) => log(`stopping the lab infrastructure: ${err.message}`));
     await lab.teardown();
   }
   const leftovers = listNamespaces().filter((name) => name.startsWith(lab.prefix));
   return {
     scenario: scenario.name,
     description: scenario.description,
+    client: kind.name,
+    clientNotes: kind.notes(scenario),
     runId: lab.runId,
     downloaders: n,
     sizeBytes: F,
@@ -263,7 +386,7 @@ export async function runSwarmScenario(scenario: SwarmScenario, log: (line: stri
       download: scenario.download === undefined ? null : formatRate(scenario.download),
       originUpload: scenario.originUpload === undefined ? null : formatRate(scenario.originUpload),
     },
-    swarmSettings: scenario.agentEnv?.SHOAL_SWARM ?? null,
+    swarmSettings: kind === shoalAgents ? (scenario.agentEnv?.SHOAL_SWARM ?? null) : null,
     setupSeconds: report.setupSeconds ?? 0,
     lowerBound: bound,
     lowerBoundCountingOrigin: boundCountingOrigin,
@@ -311,7 +434,7 @@ async function untilSeeding(shoal: ShoalLab, seed: LabAgent, release: LabRelease
   }
 }
 
-async function snapshot(lab: Lab, shoal: ShoalLab, agents: LabAgent[]): Promise<Snapshot> {
+async function snapshot(lab: Lab, infra: ShoalLab, peers: SwarmPeer[]): Promise<Snapshot> {
   const sent = new Map<string, number>();
   const received = new Map<string, number>();
   await Promise.all(
@@ -321,71 +444,72 @@ async function snapshot(lab: Lab, shoal: ShoalLab, agents: LabAgent[]): Promise<
       received.set(host.name, bytes.rxBytes);
     }),
   );
-  const cpu = new Map<string, number>(agents.map((a) => [a.host.name, a.process.cpuSeconds()]));
-  cpu.set('controller', shoal.controller.cpuSeconds());
-  cpu.set('redis', shoal.redis.cpuSeconds());
+  const cpu = new Map<string, number>(peers.map((p) => [p.host.name, p.process.cpuSeconds()]));
+  cpu.set('controller', infra.controller.cpuSeconds());
+  cpu.set('redis', infra.redis.cpuSeconds());
   const usage = process.cpuUsage();
-  return { sent, received, originMetric: await shoal.originBytes(), cpu, machine: machineCpuSeconds(), driver: (usage.user + usage.system) / 1e6 };
+  return { sent, received, originMetric: await infra.originBytes(), cpu, machine: machineCpuSeconds(), driver: (usage.user + usage.system) / 1e6 };
 }
 
 async function transfer(
   lab: Lab,
-  shoal: ShoalLab,
+  infra: ShoalLab,
   release: LabRelease,
-  seedAgent: LabAgent | undefined,
-  downloaders: LabAgent[],
+  client: SwarmClient,
   scenario: SwarmScenario,
   bound: LowerBound,
+  timeoutMs: number,
   log: (line: string) => void,
 ): Promise<Partial<SwarmReport>> {
   const F = scenario.sizeBytes;
+  const { seed, downloaders } = client;
   const n = downloaders.length;
-  const all = seedAgent ? [seedAgent, ...downloaders] : downloaders;
-  const timeoutMs = (scenario.timeoutSeconds ?? Math.max(120, 10 * bound.seconds)) * 1000;
-  const before = await snapshot(lab, shoal, all);
+  const all = seed ? [seed, ...downloaders] : downloaders;
+  const before = await snapshot(lab, infra, all);
   const completeAt = new Map<string, number>();
   const tufAt = new Map<string, number>();
   const firstPieceAt = new Map<string, number>();
 
+  const milestones = new Map(downloaders.map((p) => [p, p.milestones(timeoutMs)]));
   const t0 = Date.now();
-  const watchers = downloaders.map(async (agent) => {
-    const tuf = await agent.process.waitForLine((l) => l.includes('release verified with TUF'), timeoutMs);
-    tufAt.set(agent.host.name, logTime(tuf) - t0);
-    const done = await agent.process.waitForLine((l) => l.includes('package complete and verified'), timeoutMs);
-    completeAt.set(agent.host.name, logTime(done) - t0);
+  const watchers = downloaders.map(async (p) => {
+    const m = milestones.get(p) as DownloaderMilestones;
+    // Reported, not awaited: a downloader that never says so is polled below instead.
+    m.firstPiece?.then((at) => firstPieceAt.set(p.host.name, at - t0)).catch(() => undefined);
+    const [verifiedAt, doneAt] = await Promise.all([m.releaseVerified, m.complete]);
+    if (verifiedAt !== undefined) tufAt.set(p.host.name, verifiedAt - t0);
+    completeAt.set(p.host.name, doneAt - t0);
   });
-  // A watcher that fails (timeout, agent exit) ends the run; the others are abandoned.
-  const watched = Promise.all(watchers);
-  await Promise.all(downloaders.map((agent) => shoal.fetch(agent, release)));
+  // A watcher that fails (timeout, process exit) ends the run; the others are abandoned.
+  let failure: Error | undefined;
+  void Promise.all(watchers).catch((err: Error) => (failure = err));
+  await client.start();
 
   const timeline: TimelinePoint[] = [];
   // Uplinks that count as capacity: the seed, the downloaders, and the origin when it is capped.
   const uplinks: Uplink[] = [
-    ...all.map((a) => ({ host: a.host.name, rate: a.host.upload ?? 0 })),
+    ...all.map((p) => ({ host: p.host.name, rate: p.host.upload ?? 0 })),
     ...(scenario.originUpload ? [{ host: lab.infra.name, rate: scenario.originUpload }] : []),
   ];
-  const source: Uplink = seedAgent ? { host: seedAgent.host.name, rate: seedAgent.host.upload ?? 0 } : { host: lab.infra.name, rate: scenario.originUpload ?? 0 };
-  const view: TimelineView = { seed: seedAgent?.host.name, downloaders: downloaders.map((a) => a.host.name), infra: lab.infra.name, uplinks };
+  const source: Uplink = seed ? { host: seed.host.name, rate: seed.host.upload ?? 0 } : { host: lab.infra.name, rate: scenario.originUpload ?? 0 };
+  const view: TimelineView = { seed: seed?.host.name, downloaders: downloaders.map((p) => p.host.name), infra: lab.infra.name, uplinks };
   const takeSample = async (): Promise<Sample> => ({
     t: (Date.now() - t0) / 1000,
     sent: await lab.sentBySwitchPort(),
-    agentsCpu: all.reduce((sum, a) => sum + a.process.cpuSeconds(), 0),
+    agentsCpu: all.reduce((sum, p) => sum + p.process.cpuSeconds(), 0),
     machine: machineCpuSeconds(),
   });
   let lastSample = await takeSample();
   let nextSample = t0 + TIMELINE_MS;
   let lastProgress = t0;
-  let failure: Error | undefined;
-  void watched.catch((err: Error) => (failure = err));
   while (completeAt.size < n && !failure) {
     await sleep(STATUS_POLL_MS);
     const now = Date.now();
     await Promise.all(
       downloaders
-        .filter((a) => !firstPieceAt.has(a.host.name))
-        .map(async (a) => {
-          const status = await shoal.packageStatus(a, release).catch(() => undefined);
-          if (status && status.verifiedPieces > 0) firstPieceAt.set(a.host.name, now - t0);
+        .filter((p) => !firstPieceAt.has(p.host.name) && !milestones.get(p)?.firstPiece)
+        .map(async (p) => {
+          if (((await p.verifiedPieces()) ?? 0) > 0) firstPieceAt.set(p.host.name, now - t0);
         }),
     );
     if (now >= nextSample) {
@@ -393,9 +517,8 @@ async function transfer(
       const sample = await takeSample();
       const point = timelinePoint(lastSample, sample, view, completeAt.size);
       await Promise.all(
-        downloaders.map(async (a) => {
-          const status = await shoal.packageStatus(a, release).catch(() => undefined);
-          point.verifiedPieces[a.host.name] = status?.verifiedPieces ?? null;
+        downloaders.map(async (p) => {
+          point.verifiedPieces[p.host.name] = (await p.verifiedPieces()) ?? null;
         }),
       );
       timeline.push(point);
@@ -409,39 +532,38 @@ async function transfer(
   }
   if (failure) throw failure;
   const tLast = Math.max(...completeAt.values()) / 1000;
-  const after = await snapshot(lab, shoal, all);
+  const after = await snapshot(lab, infra, all);
   timeline.push(timelinePoint(lastSample, await takeSample(), view, completeAt.size));
 
-  const statuses = new Map(await Promise.all(all.map(async (a) => [a.host.name, await shoal.packageStatus(a, release)] as const)));
+  const reports = new Map(await Promise.all(all.map(async (p) => [p.host.name, await p.report()] as const)));
+  await client.settle();
   log(`all ${n} complete after ${tLast.toFixed(1)} s; verifying every copy`);
   const verified = new Map<string, { ok: boolean; detail?: string }>();
-  for (const a of downloaders) {
-    const result = await shoal.verify(a, release);
-    verified.set(a.host.name, result.status === 0 ? { ok: true } : { ok: false, detail: `${result.stdout}${result.stderr}`.trim() });
+  for (const p of downloaders) {
+    const path = await p.copyPath();
+    const result = path ? await infra.verifyCopy(release, path) : { status: 1, stdout: '', stderr: `${p.name} reports no finished copy` };
+    verified.set(p.host.name, result.status === 0 ? { ok: true } : { ok: false, detail: `${result.stdout}${result.stderr}`.trim() });
   }
 
   const delta = (m: 'sent' | 'received', host: string): number => (after[m].get(host) ?? 0) - (before[m].get(host) ?? 0);
   const cpuDelta = (key: string): number => (after.cpu.get(key) ?? 0) - (before.cpu.get(key) ?? 0);
-  const hosts: HostResult[] = all.map((a) => {
-    const name = a.host.name;
+  const hosts: HostResult[] = all.map((p) => {
+    const name = p.host.name;
     const sentBytes = delta('sent', name);
-    const status = statuses.get(name);
     const check = verified.get(name);
     return {
       host: name,
-      address: a.host.address,
-      role: a === seedAgent ? 'seed' : 'downloader',
-      uploadBitsPerSecond: a.host.upload ?? null,
+      address: p.host.address,
+      role: p === seed ? 'seed' : 'downloader',
+      uploadBitsPerSecond: p.host.upload ?? null,
       tufVerifiedSeconds: msToSeconds(tufAt.get(name)),
       firstPieceSeconds: msToSeconds(firstPieceAt.get(name)),
       completeSeconds: msToSeconds(completeAt.get(name)),
       sentBytes,
       receivedBytes: delta('received', name),
       sentCopies: sentBytes / F,
-      uplinkUtilisation: a.host.upload ? (sentBytes * 8) / (a.host.upload * tLast) : null,
-      agentReported: status
-        ? { bytesFromPeers: status.bytesDownloaded, bytesFromWebseed: status.bytesFromWebseed, bytesUploaded: status.bytesUploaded, corruptPieces: status.corruptPieces }
-        : null,
+      uplinkUtilisation: p.host.upload ? (sentBytes * 8) / (p.host.upload * tLast) : null,
+      agentReported: reports.get(name) ?? null,
       cpuSeconds: cpuDelta(name),
       verified: check ? check.ok : null,
       ...(check?.detail ? { verifyDetail: check.detail } : {}),
@@ -455,13 +577,13 @@ async function transfer(
   const capacity = uplinks.reduce((sum, u) => sum + u.rate, 0);
   const uplinksSent = uplinks.reduce((sum, u) => sum + delta('sent', u.host), 0);
   const wireSent = [lab.infra, ...lab.hosts].reduce((sum, h) => sum + delta('sent', h.name), 0);
-  const delivered = downloaders.map((a) => statuses.get(a.host.name)).reduce((sum, s) => sum + (s ? s.bytesDownloaded + s.bytesFromWebseed : 0), 0);
+  const delivered = downloaders.map((p) => reports.get(p.host.name)).reduce((sum, r) => sum + (r ? r.bytesFromPeers + r.bytesFromWebseed : 0), 0);
   const phase = (from: number, to: number): number | null => phaseUtilisation(timeline, from * tLast, to * tLast);
   const efficiency = bound.seconds / tLast;
   const firstPieces = [...firstPieceAt.values()].map((ms) => ms / 1000);
   const machineTotal = after.machine.total - before.machine.total;
   const machineBusySeconds = after.machine.busy - before.machine.busy;
-  const agentsSeconds = all.reduce((sum, a) => sum + cpuDelta(a.host.name), 0);
+  const agentsSeconds = all.reduce((sum, p) => sum + cpuDelta(p.host.name), 0);
   const driverSeconds = after.driver - before.driver;
 
   return {
@@ -479,7 +601,7 @@ async function transfer(
       medianFirstPieceSeconds: median(firstPieces),
       tailSeconds: tLast - tFirst,
       sourceUtilisation: source.rate ? (delta('sent', source.host) * 8) / (source.rate * tLast) : null,
-      sourceSaturatedAfterSeconds: timeline.find((p) => ((seedAgent ? p.seedMbps : p.originMbps) ?? 0) * 1e6 >= 0.8 * source.rate)?.t ?? null,
+      sourceSaturatedAfterSeconds: timeline.find((p) => ((seed ? p.seedMbps : p.originMbps) ?? 0) * 1e6 >= 0.8 * source.rate)?.t ?? null,
       aggregateUtilisation: capacity > 0 ? (uplinksSent * 8) / (capacity * tLast) : null,
       utilisationByPhase: { first10: phase(0, 0.1), middle80: phase(0.1, 0.9), last10: phase(0.9, 1) },
       duplicateBytes: delivered - n * F,
