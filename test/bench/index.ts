@@ -8,6 +8,7 @@
  *   wire      peer-wire throughput layer by layer (wire, read, write, store, session) vs plain TLS
  *   sim       the swarm core in its simulator, 200 and 1,000 peers: completion vs T*, CPU seconds
  *   rollout   rollout create -> 1,000 control-stream agents commanded, vs the controller's bare fan-out
+ *   dht       the DHT core in its simulator, 10,000 nodes: rounds, success with dead/hostile nodes
  */
 import { describeFailure, packBench } from './pack.bench';
 import { trackerBench } from './tracker.bench';
@@ -15,8 +16,9 @@ import { agentBench } from './agent.bench';
 import { wireBench } from './wire.bench';
 import { simBench } from './swarm-sim';
 import { rolloutBench } from './rollout.bench';
+import { dhtBench } from './dht';
 
-const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench, wire: wireBench, sim: simBench, rollout: rolloutBench };
+const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = { pack: packBench, tracker: trackerBench, agent: agentBench, wire: wireBench, sim: simBench, rollout: rolloutBench, dht: dhtBench };
 
 async function main(argv: string[]): Promise<void> {
   const [first, ...rest] = argv;

@@ -1,0 +1,5 @@
+module.exports = {
+  displayName: 'dht',
+  preset: '../../jest.preset.js',
+  rootDir: '.',
+};
