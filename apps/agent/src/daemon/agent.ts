@@ -27,6 +27,19 @@ import { ReleaseStates, isRolloutId, releaseKey } from './release-states';
 
 export const AGENT_SOFTWARE_VERSION = '0.1.0';
 
+/** Where the agent learned of a peer. */
+export type PeerSource = 'tracker' | 'dht' | 'pex';
+
+/** A peer address for a package, as a discovery source gives it. */
+export interface DiscoveredPeer {
+  /** The agent id, when the source names it (tracker; DHT: the storing node's certificate); PEX gives addresses only. */
+  agentId?: string;
+  addresses: string[];
+  port: number;
+  location: Location;
+  seed?: boolean;
+}
+
 interface ActivePackage extends DeliveredPackage {
   entry: CatalogEntry;
   pkg: WirePackage;
@@ -148,32 +161,49 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     }
   };
 
-  const dial = (entry: ActivePackage, response: AnnounceResponse) => {
+  /**
+   * Peers found for a package (tracker, DHT or PEX) are dialled here, ranked by topology, up to
+   * the connection limits. A peer is known by its agent id when the source names it (tracker,
+   * DHT: from the certificate of the node that stored it), else by its address (PEX); either way
+   * the TLS handshake decides who it is and whether it is admitted.
+   */
+  const dial = (entry: ActivePackage, found: DiscoveredPeer[], source: PeerSource) => {
+    metrics.peersDiscovered.inc({ source }, found.length);
     if (entry.session.isComplete()) return;
-    const candidates = response.peers
-      .filter((peer) => peer.agentId !== agentId && !entry.dialled.has(peer.agentId) && peer.addresses.length > 0)
-      .map((peer) => ({ ...peer, id: peer.agentId, location: { region: peer.region, zone: peer.zone, site: peer.site } }));
-    for (const c of candidates) peerLocations.set(c.id, c.location);
+    const candidates = found
+      .map((peer) => ({ ...peer, id: peer.agentId ?? `${peer.addresses[0] ?? ''}:${peer.port}` }))
+      .filter((peer) => peer.agentId !== agentId && !entry.dialled.has(peer.id) && peer.addresses.length > 0);
+    for (const c of candidates) if (c.agentId) peerLocations.set(c.agentId, c.location);
     const slots = Math.min(config.maxPeersPerPackage - entry.dialled.size, config.maxConnections - connectionCount());
     for (const peer of entry.session.swarm.rankCandidates(candidates, selfLocation, agentId, slots)) {
       const host = peer.addresses[0] as string;
-      entry.dialled.add(peer.agentId);
+      entry.dialled.add(peer.id);
       connectToPeer({ host, port: peer.port, pkg: entry.pkg, identity, fleet, isRevoked: (s) => revocations.has(s) }).then(
         (c) => {
           dialledConnections.add(c);
           c.socket.once('close', () => {
-            entry.dialled.delete(peer.agentId);
+            entry.dialled.delete(peer.id);
             dialledConnections.delete(c);
           });
+          metrics.peersConnected.inc({ source });
           entry.session.attach(c.socket, 'initiator', c.peer.agentId, peer.location, peer.seed);
         },
         (err: Error) => {
-          entry.dialled.delete(peer.agentId);
-          log.info({ peer: peer.agentId, err: err.message }, 'could not connect to peer');
+          entry.dialled.delete(peer.id);
+          log.info({ peer: peer.id, source, err: err.message }, 'could not connect to peer');
         },
       );
     }
   };
+
+  const fromTracker = (response: AnnounceResponse): DiscoveredPeer[] =>
+    response.peers.map((peer) => ({
+      agentId: peer.agentId,
+      addresses: peer.addresses,
+      port: peer.port,
+      location: { region: peer.region, zone: peer.zone, site: peer.site },
+      seed: peer.seed,
+    }));
 
   /**
    * Seconds until the next announce: the tracker's interval, except while an unfinished package
@@ -193,7 +223,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     entry.announceTimer = setTimeout(async () => {
       if (active.get(wireName(entry.entry.metainfo.infoHash)) !== entry) return;
       const response = await announce(entry, 'ANNOUNCE_EVENT_NONE');
-      if (response) dial(entry, response);
+      if (response) dial(entry, fromTracker(response), 'tracker');
       if (active.get(wireName(entry.entry.metainfo.infoHash)) === entry) schedule(entry, nextAnnounce(entry, response?.intervalSeconds ?? 30));
     }, seconds * 1000);
     entry.announceTimer.unref();
@@ -320,7 +350,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     const first = await announce(item, 'ANNOUNCE_EVENT_STARTED');
     // Stopped (cancelled) while it announced: no peers, no more announces.
     if (active.get(wireName(entry.metainfo.infoHash)) !== item) return item;
-    if (first) dial(item, first);
+    if (first) dial(item, fromTracker(first), 'tracker');
     schedule(item, nextAnnounce(item, first?.intervalSeconds ?? 30));
     return item;
   };
@@ -568,6 +598,18 @@ function agentMetrics(packages: () => Iterable<ActivePackage>) {
       registers: [registry],
     }),
     revocationVersion: new Gauge({ name: 'shoal_agent_revocation_list_version', help: 'version of the revocation list applied', registers: [registry] }),
+    peersDiscovered: new Counter({
+      name: 'shoal_agent_peers_discovered_total',
+      help: 'peer addresses learned for packages, by source (tracker, dht, pex)',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    peersConnected: new Counter({
+      name: 'shoal_agent_peers_connected_total',
+      help: 'peer connections this agent opened and the peer admitted, by the source that named the peer',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
     reusedBytes: new Counter({
       name: 'shoal_agent_reused_bytes_total',
       help: 'package bytes copied and verified from files this host already held (not fetched)',
