@@ -225,8 +225,7 @@ test('an agent that joins after the rollout reached 100 % and matches gets the r
 test('the CLI: create --wait draws progress and exits 0; publish --rollout --wait is one CI step that exits 1 when the gate fails', async () => {
   const connection = ['--data-dir', fleet.dataDir, '--controller', fleet.controller.restUrl];
   const created = await runShoalAsync(['rollout', 'create', '--release', 'app@1.0.0', '--selector', 'role=edge,region=eu-west', '--waves', '50%,100%', '--gate', 'success=100%', '--wait', ...connection]);
-  expect(created.stderr).toBe('');
-  expect(created.status).toBe(0);
+  expect({ status: created.status, stderr: created.stderr }).toEqual({ status: 0, stderr: '' });
   expect(created.stdout).toMatch(/SUCCEEDED/);
   expect(created.stdout).toMatch(/wave +2 +100% +\d+\/\d+ ok/);
   const id = /rollout (ro-[0-9a-f]{12})/.exec(created.stdout)?.[1] as string;
@@ -242,7 +241,7 @@ test('the CLI: create --wait draws progress and exits 0; publish --rollout --wai
   expect(runShoal(['pack', content, '-o', pkg, '--ca', join(fleet.dataDir, 'ca', 'ca.pem')]).status).toBe(0);
   behaviour.set('2.0.0', () => ({ phase: 'RELEASE_PHASE_FAILED', exitCode: 1, message: 'health check failed' }));
   const deploy = await runShoalAsync(['publish', pkg, '--name', 'app', '--version', '2.0.0', '--rollout', '1,100%', '--selector', 'role=edge', '--wait', ...connection]);
-  expect(deploy.status).toBe(1);
+  expect({ status: deploy.status, stderr: deploy.stderr }).toEqual({ status: 1, stderr: '' });
   expect(deploy.stdout).toMatch(/published app@2\.0\.0/);
   expect(deploy.stdout).toMatch(/FAILED/);
   expect(deploy.stdout).toMatch(/health check failed/);

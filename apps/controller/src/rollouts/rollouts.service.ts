@@ -109,10 +109,9 @@ export class RolloutsService {
   private reconcileTimer: NodeJS.Timeout | undefined;
   /** `name@version` -> ids of rollouts that may still take reports for it (live or standing). */
   private readonly byRelease = new Map<string, Set<string>>();
-  private readonly onHello = (e: HelloEvent) => void this.hello(e).catch((err: unknown) => this.log.warn({ err, agentId: e.agentId }, 'rollout: hello not handled'));
-  private readonly onProgress = (e: ReleaseProgressEvent) =>
-    void this.progress(e.agentId, e.progress).catch((err: unknown) => this.log.warn({ err, agentId: e.agentId }, 'rollout: progress not recorded'));
-  private readonly onResult = (e: CommandResultEvent) => void this.result(e).catch((err: unknown) => this.log.warn({ err, agentId: e.agentId }, 'rollout: result not recorded'));
+  /** Resolves once the first reconcile has rebuilt the report index: reports wait for it. */
+  private readonly ready: Promise<void>;
+  private markReady: () => void = () => undefined;
 
   constructor(
     redis: Redis,
@@ -129,12 +128,23 @@ export class RolloutsService {
     this.bull = new Redis(redisUrl, { maxRetriesPerRequest: null, connectionName: 'shoal-rollouts' });
     this.bull.on('error', (err) => log.warn({ err: err.message }, 'rollouts: redis error'));
     this.queue = new Queue<WaveJob>(QUEUE, { connection: this.bull, prefix: 'shoal:bull' });
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+    // Listening from construction, before the control streams' port opens: agents reconnecting
+    // after a restart say hello at once, and a hello lost here is an outcome lost for good.
+    control.on('hello', this.onHello);
+    control.on('progress', this.onProgress);
+    control.on('result', this.onResult);
+  }
+
+  private readonly onHello = (e: HelloEvent) => this.handle(e.agentId, 'hello', () => this.hello(e));
+  private readonly onProgress = (e: ReleaseProgressEvent) => this.handle(e.agentId, 'progress', () => this.progress(e.agentId, e.progress));
+  private readonly onResult = (e: CommandResultEvent) => this.handle(e.agentId, 'result', () => this.result(e));
+
+  private handle(agentId: string, what: string, work: () => Promise<void>): void {
+    this.ready.then(work).catch((err: unknown) => this.log.warn({ err, agentId }, `rollout: ${what} not handled`));
   }
 
   async start(): Promise<void> {
-    this.control.on('hello', this.onHello);
-    this.control.on('progress', this.onProgress);
-    this.control.on('result', this.onResult);
     this.worker = new Worker<WaveJob>(QUEUE, (job, token) => this.runStep(job, token), {
       connection: this.bull,
       prefix: 'shoal:bull',
@@ -145,6 +155,7 @@ export class RolloutsService {
     });
     this.worker.on('failed', (job, err) => this.log.error({ rollout: job?.data.rolloutId, wave: job?.data.wave, err: err.message }, 'rollout step failed'));
     await this.reconcile();
+    this.markReady();
     // A job lost with Redis data (or never added, after a crash between two writes) is re-added here.
     this.reconcileTimer = setInterval(() => void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'rollout reconcile failed')), 30_000);
     this.reconcileTimer.unref();
