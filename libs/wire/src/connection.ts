@@ -24,6 +24,7 @@ import {
   type HashRequestHeader,
   type WireMessage,
 } from './messages';
+import { PEX_EXTENSION } from './pex';
 
 export interface ConnectionLimits {
   /** Inbound requests queued at once; announced as `reqq`. Default 250. */
@@ -53,7 +54,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = {
 };
 
 /** Extensions Shoal accepts by default (name -> the id we ask peers to use). */
-export const DEFAULT_EXTENSIONS: Readonly<Record<string, number>> = { ut_pex: 1 };
+export const DEFAULT_EXTENSIONS: Readonly<Record<string, number>> = { [PEX_EXTENSION]: 1 };
 
 export interface PeerConnectionOptions {
   /** The torrent's 20-byte (truncated v2) info-hash. */

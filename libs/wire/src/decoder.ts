@@ -1,4 +1,4 @@
-import { BLOCK_SIZE, decode, HASH_SIZE, isPowerOfTwo, MAX_HASH_REQUEST_LENGTH, type BValue } from '@shoal/torrent';
+import { BLOCK_SIZE, decode, HASH_SIZE, isPowerOfTwo, MAX_HASH_REQUEST_LENGTH, type BDict, type BValue } from '@shoal/torrent';
 import { WireError, WireUsageError } from './errors';
 import {
   expectedHashCount,
@@ -57,6 +57,22 @@ const FIXED_LENGTH: ReadonlyMap<number, number> = new Map([
 
 const MIN_HASHES_LENGTH = 1 + HASH_HEADER_LENGTH + 2 * HASH_SIZE;
 const MAX_HASHES_LENGTH = 1 + HASH_HEADER_LENGTH + MAX_HASHES_PER_MESSAGE * HASH_SIZE;
+
+/**
+ * The payload of an extended message (after its id byte): one strictly bencoded dictionary of at
+ * most `maxLength` bytes, nested no deeper than EXTENDED_MAX_DEPTH. Anything else throws
+ * WIRE_BAD_EXTENDED.
+ */
+export function decodeExtendedPayload(bytes: Buffer, maxLength: number = DEFAULT_MAX_EXTENDED_PAYLOAD): BDict {
+  let value: BValue;
+  try {
+    value = decode(bytes, { maxInputLength: maxLength, maxStringLength: maxLength, maxDepth: EXTENDED_MAX_DEPTH });
+  } catch (e) {
+    throw new WireError('WIRE_BAD_EXTENDED', `extended payload is not strict bencode: ${(e as Error).message}`, { cause: e });
+  }
+  if (!(value instanceof Map)) throw new WireError('WIRE_BAD_EXTENDED', 'extended payload is not a dictionary');
+  return value;
+}
 
 /**
  * Incremental, zero-copy-where-possible frame decoder: `push` arbitrary chunks, then call `next`
@@ -243,7 +259,7 @@ export class FrameDecoder {
       case MessageId.port:
         return { type: 'port', port: p.readUInt16BE(1) };
       case MessageId.extended:
-        return { type: 'extended', id: p[1] as number, payload: this.extendedPayload(p.subarray(2)) };
+        return { type: 'extended', id: p[1] as number, payload: decodeExtendedPayload(p.subarray(2), this.maxExtendedPayload) };
       case MessageId.hashRequest:
         return { type: 'hash-request', ...this.hashHeader(p, 'WIRE_BAD_HASH_REQUEST') };
       case MessageId.hashReject:
@@ -281,23 +297,6 @@ export class FrameDecoder {
       throw new WireError('WIRE_REQUEST_TOO_LARGE', `${what} of ${length} bytes exceeds the ${BLOCK_SIZE}-byte block`);
     }
     return { index, begin, length };
-  }
-
-  private extendedPayload(bytes: Buffer): Map<string, BValue> {
-    let value: BValue;
-    try {
-      value = decode(bytes, {
-        maxInputLength: this.maxExtendedPayload,
-        maxStringLength: this.maxExtendedPayload,
-        maxDepth: EXTENDED_MAX_DEPTH,
-      });
-    } catch (e) {
-      throw new WireError('WIRE_BAD_EXTENDED', `extended payload is not strict bencode: ${(e as Error).message}`, {
-        cause: e,
-      });
-    }
-    if (!(value instanceof Map)) throw new WireError('WIRE_BAD_EXTENDED', 'extended payload is not a dictionary');
-    return value;
   }
 
   private hashHeader(p: Buffer, code: 'WIRE_BAD_HASH_REQUEST' | 'WIRE_BAD_HASHES'): HashRequestHeader {

@@ -2,7 +2,9 @@ import { ShoalError } from '@shoal/torrent';
 
 /**
  * Why a peer connection was closed. Every code but the last three names something the remote
- * peer did wrong; a connection closes on the first one (DESIGN.md, "Reliability rules").
+ * peer did wrong; a connection closes on the first one (DESIGN.md, "Reliability rules"), except
+ * the two PEX codes: a ut_pex message breaking BEP 11 is ignored and counted, not a reason to
+ * drop a peer that serves data (see pex.ts).
  */
 export type WireErrorCode =
   /** The 68-byte handshake is malformed (length byte, protocol string). */
@@ -53,6 +55,10 @@ export type WireErrorCode =
   | 'WIRE_BAD_EXTENDED_HANDSHAKE'
   /** An extended message id we did not announce in our `m` dictionary. */
   | 'WIRE_UNKNOWN_EXTENSION'
+  /** A ut_pex dictionary that breaks BEP 11 (field types and lengths, counts, duplicates). Ignored, not closed. */
+  | 'WIRE_BAD_PEX'
+  /** A ut_pex message sooner after the previous one than the receive interval allows. Ignored, not closed. */
+  | 'WIRE_PEX_TOO_FREQUENT'
   /** Any other breach of the wire protocol (available to callers, e.g. the swarm). */
   | 'WIRE_PROTOCOL_VIOLATION'
   /** The transport ended (`end()`), possibly in the middle of a frame. */

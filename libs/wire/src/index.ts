@@ -4,3 +4,4 @@ export * from './messages';
 export * from './decoder';
 export * from './extension';
 export * from './connection';
+export * from './pex';
