@@ -96,6 +96,7 @@ export async function statusCommand(argv: string[], out: CommandOutput): Promise
   }
   const status = JSON.parse(body) as StatusView;
   out.stdout.write(`agent ${status.agentId} (fleet ${status.fleet})\n`);
+  out.stdout.write(status.dht ? `  dht: ${status.dht.nodes} nodes in the routing table, ${status.dht.connections} connections\n` : '  dht: off\n');
   const shown = new Set<string>();
   for (const p of status.packages) {
     shown.add(`${p.name}@${p.version}`);
@@ -111,6 +112,7 @@ export async function statusCommand(argv: string[], out: CommandOutput): Promise
 interface StatusView {
   agentId: string;
   fleet: string;
+  dht?: { nodes: number; connections: number } | null;
   packages: { name: string; version: string; verifiedPieces: number; totalPieces: number; complete: boolean; bandwidthClass?: string; phase: string | null; exitCode: number; message: string }[];
   releases?: { name: string; version: string; phase: string; exitCode: number; message: string }[];
 }

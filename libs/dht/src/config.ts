@@ -5,8 +5,8 @@ const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 
 /**
- * The DHT's settings, with their defaults. The agent exposes these under `dht.*` in its
- * configuration file; every field is checked by `dhtConfig`.
+ * The DHT's settings, with their defaults. The agent takes them as `dhtSettings`
+ * (SHOAL_DHT_SETTINGS, a JSON object) in its configuration; every field is checked by `dhtConfig`.
  */
 export interface DhtConfig {
   /**

@@ -9,16 +9,18 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { RevocationSet, type SignedRevocationList, verifyRevocationList } from '@shoal/pki';
 import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, type FetchReleaseMessage, shoalV1, unary } from '@shoal/proto';
 import { PackageStore, finishedPackagePath, reuseHeldFiles } from '@shoal/store';
+import type { PeerInfo } from '@shoal/dht';
 import type { Location } from '@shoal/topology';
 import { truncatedInfoHash } from '@shoal/torrent';
 import { NodeFetcher, ReleaseVerifier, type VerifiedRelease } from '@shoal/trust';
 import { AgentBandwidth, type TrafficClass } from '../bandwidth';
 import { ControlClient } from '../control/control-client';
+import { DhtService, type PackageDiscovery } from '../dht';
 import { CertificateRenewer } from '../identity/renewer';
 import { loadIdentity } from '../identity/state';
 import { type WirePackage, wireName } from '../peer/admission';
-import { type AdmittedConnection, PeerServer, type TlsIdentity, connectToPeer } from '../peer/tls';
-import { PackageSession, type WebseedFetchEvent } from '../session/package-session';
+import { type AdmittedConnection, PeerServer, type PeerService, type TlsIdentity, connectToPeer } from '../peer/tls';
+import { PackageSession, type PexMessageEvent, type PexPeersEvent, type WebseedFetchEvent } from '../session/package-session';
 import { WebseedClient } from '../webseed';
 import { Catalog, type CatalogEntry } from './catalog';
 import type { AgentConfig } from './config';
@@ -48,6 +50,8 @@ interface ActivePackage extends DeliveredPackage {
   webseed: WebseedClient | undefined;
   dialled: Set<string>;
   announceTimer?: NodeJS.Timeout;
+  /** DHT announces and lookups for the package (absent with the DHT off). */
+  discovery?: PackageDiscovery;
   /** Backoff while the package has no peer (see nextAnnounce). */
   retrySeconds?: number;
   /** Ends `completed` with an error: the session is being stopped before the package completed. */
@@ -100,11 +104,14 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const peerLocations = new Map<string, Location>();
   let closing = false;
 
+  // Created once the listener has its port (the DHT announces it); connections before then are refused.
+  let dht: DhtService | undefined;
   const peerServer = new PeerServer({
     identity,
     fleet,
     packageFor: (hex) => active.get(hex)?.pkg,
     isRevoked: (serial) => revocations.has(serial),
+    ...(config.dht ? { acceptDht: (c) => (dht ? dht.accept(c) : c.socket.destroy()) } : {}),
   });
   const connectionCount = (): number => {
     let total = 0;
@@ -120,11 +127,28 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     }
     active.get(wireName(c.pkg.infoHash))?.session.attach(c.socket, 'acceptor', c.peer.agentId, peerLocations.get(c.peer.agentId));
   });
-  peerServer.on('refused', (r: { code: string; message: string }) => {
-    metrics.refused.inc({ code: r.code });
+  peerServer.on('refused', (r: { code: string; message: string; service: PeerService }) => {
+    if (r.service === 'dht') dht?.countRefused(r.code);
+    else metrics.refused.inc({ code: r.code });
     log.info(r, 'peer refused');
   });
   const address = await peerServer.listen(config.peerListen.port, config.peerListen.host);
+  if (config.dht) {
+    dht = new DhtService({
+      identity: () => identity,
+      fleet,
+      isRevoked: (serial) => revocations.has(serial),
+      port: address.port,
+      advertiseAddresses: config.advertiseAddress ? [config.advertiseAddress] : [],
+      statePath: join(config.dataDir, 'dht.json'),
+      bootstrap: config.dhtBootstrap,
+      settings: config.dhtSettings,
+      siteOf: (peer) => peerLocations.get(peer)?.site || undefined,
+      log,
+      registry: metrics.registry,
+    });
+    await dht.start();
+  }
 
   const trackerClient = () =>
     new (shoalV1().Tracker)(endpoints.grpc, grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)));
@@ -196,6 +220,29 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     }
   };
 
+  /** A peer a DHT lookup found: placed where the tracker last said it sits (if it did). */
+  const fromDht = (peer: PeerInfo): DiscoveredPeer => ({
+    agentId: peer.agentId,
+    addresses: [...peer.addresses],
+    port: peer.port,
+    location: peerLocations.get(peer.agentId) ?? { region: '', zone: '', site: '' },
+  });
+
+  /**
+   * A tracker answer: its peers are dialled and, as every agent runs a DHT node on its peer port,
+   * they are the controller's node list the DHT joins through. No answer (controller or Redis
+   * down): the DHT looks for peers at once instead of waiting for its next round.
+   */
+  const trackerAnswered = (entry: ActivePackage, response: AnnounceResponse | undefined) => {
+    if (!response) {
+      entry.discovery?.lookupNow();
+      return;
+    }
+    const peers = fromTracker(response);
+    dial(entry, peers, 'tracker');
+    dht?.learnEndpoints(peers.flatMap((peer) => (peer.addresses[0] ? [{ host: peer.addresses[0], port: peer.port }] : [])));
+  };
+
   const fromTracker = (response: AnnounceResponse): DiscoveredPeer[] =>
     response.peers.map((peer) => ({
       agentId: peer.agentId,
@@ -223,7 +270,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     entry.announceTimer = setTimeout(async () => {
       if (active.get(wireName(entry.entry.metainfo.infoHash)) !== entry) return;
       const response = await announce(entry, 'ANNOUNCE_EVENT_NONE');
-      if (response) dial(entry, fromTracker(response), 'tracker');
+      trackerAnswered(entry, response);
       if (active.get(wireName(entry.entry.metainfo.infoHash)) === entry) schedule(entry, nextAnnounce(entry, response?.intervalSeconds ?? 30));
     }, seconds * 1000);
     entry.announceTimer.unref();
@@ -289,6 +336,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       selfName: agentId,
       swarm: config.swarm,
       bandwidth: gates,
+      listenPort: address.port,
       ...(webseed ? { webseed } : {}),
     });
     session.on('webseed-fetch', (e: WebseedFetchEvent) => metrics.webseedFetches.inc({ reason: e.reason }));
@@ -298,6 +346,17 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     );
     session.on('peer-banned', (e: { peerName: string; strikes: number }) => log.warn({ package: entry.name, ...e }, 'peer banned for corrupt data'));
     session.on('piece-corrupt', (e: { index: number; peers: string[] }) => log.warn({ package: entry.name, ...e }, 'piece failed verification'));
+    // PEX (BEP 11) gives addresses only: the TLS handshake decides who answers there, and admits it or not.
+    session.on('pex-peers', (e: PexPeersEvent) => {
+      const item = active.get(wireName(entry.metainfo.infoHash));
+      if (item?.session !== session) return;
+      dial(item, e.peers.map((p) => ({ addresses: [p.address], port: p.port, location: { region: '', zone: '', site: '' }, seed: p.seed })), 'pex');
+    });
+    session.on('pex-message', (e: PexMessageEvent) => {
+      metrics.pexMessages.inc({ direction: e.direction });
+      // Debug only: a peer flooding bad PEX must not flood the log too (the counter shows it).
+      if (e.reason) log.debug({ package: entry.name, peer: e.peerName, code: e.reason.code, reason: e.reason.message }, 'ut_pex message ignored');
+    });
     const pkg: WirePackage = { name: entry.name, infoHash: entry.metainfo.infoHash };
     let markComplete: () => void = () => undefined;
     let markFailed: (err: Error) => void = () => undefined;
@@ -329,6 +388,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       fail: (err) => markFailed(err),
     };
     active.set(wireName(entry.metainfo.infoHash), item);
+    // Before the tracker's answer, which may be slow or never come.
+    item.discovery = dht?.track(truncatedInfoHash(entry.metainfo.infoHash), {
+      wantsPeers: () => !session.isComplete(),
+      onPeers: (peers) => dial(item, peers.map(fromDht), 'dht'),
+    });
     const onComplete = async () => {
       await store.finish();
       finished = true;
@@ -350,7 +414,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     const first = await announce(item, 'ANNOUNCE_EVENT_STARTED');
     // Stopped (cancelled) while it announced: no peers, no more announces.
     if (active.get(wireName(entry.metainfo.infoHash)) !== item) return item;
-    if (first) dial(item, fromTracker(first), 'tracker');
+    trackerAnswered(item, first);
     schedule(item, nextAnnounce(item, first?.intervalSeconds ?? 30));
     return item;
   };
@@ -364,6 +428,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     if (active.get(key) !== item) return stopping.get(key) ?? Promise.resolve();
     active.delete(key);
     if (item.announceTimer) clearTimeout(item.announceTimer);
+    item.discovery?.stop();
     item.fail(reason);
     const stopped = (async () => {
       await Promise.all([announce(item, 'ANNOUNCE_EVENT_STOPPED'), item.session.close(), item.webseed?.close()]);
@@ -440,7 +505,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
         const list = verifyRevocationList(command.revocations, identity.caPem, { fleet, minVersion: revocations.version });
         revocations = new RevocationSet(list);
         metrics.revocationVersion.set(list.version);
-        let closed = peerServer.enforceRevocations();
+        let closed = peerServer.enforceRevocations() + (dht?.enforceRevocations() ?? 0);
         for (const c of dialledConnections) {
           if (revocations.has(c.peer.serial)) {
             c.socket.destroy();
@@ -500,6 +565,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     fleet,
     peerPort: address.port,
     revocationVersion: revocations.version,
+    dht: dht?.status() ?? null,
     packages: [...active.values()].map((a) => {
       const state = states.get(a.entry.name, a.entry.version);
       return {
@@ -534,6 +600,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       await Promise.all([...active.values()].map((item) => deactivate(item, new Error('the agent is stopping'))));
       tracker.close();
       tufAgent.destroy();
+      await dht?.close();
       await peerServer.close();
       await new Promise<void>((resolve) => status.close(() => resolve()));
     },
@@ -608,6 +675,12 @@ function agentMetrics(packages: () => Iterable<ActivePackage>) {
       name: 'shoal_agent_peers_connected_total',
       help: 'peer connections this agent opened and the peer admitted, by the source that named the peer',
       labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    pexMessages: new Counter({
+      name: 'shoal_agent_pex_messages_total',
+      help: 'ut_pex (BEP 11) messages, by direction: sent, received, ignored (broke BEP 11 or came too soon)',
+      labelNames: ['direction'] as const,
       registers: [registry],
     }),
     reusedBytes: new Counter({

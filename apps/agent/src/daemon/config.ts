@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { type DhtConfig, dhtConfig } from '@shoal/dht';
 import { type SwarmConfig, swarmConfig } from '@shoal/swarm';
 import { type HostPort, LOG_LEVELS, type LogLevel, type Schema, integer, loadSettings, oneOf, parseHostPort, text } from '@shoal/config';
 import { parseRate } from '../bandwidth';
@@ -26,6 +27,12 @@ export interface AgentConfig {
   /** Caps of background-class packages (which also yield to normal ones); 0 = unlimited. */
   backgroundUploadLimit: number;
   backgroundDownloadLimit: number;
+  /** The fleet's private DHT on the peer port. */
+  dht: boolean;
+  /** DHT nodes (agents' peer ports) to join through, besides the cached table and the tracker's peers. */
+  dhtBootstrap: HostPort[];
+  /** DHT settings, overriding libs/dht's DEFAULT_DHT_CONFIG field by field. */
+  dhtSettings: Partial<DhtConfig>;
   logLevel: LogLevel;
 }
 
@@ -58,6 +65,40 @@ function parseSwarmSettings(raw: unknown): Partial<SwarmConfig> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('must be a JSON object of swarm settings');
   swarmConfig(value as Partial<SwarmConfig>);
   return value as Partial<SwarmConfig>;
+}
+
+const ON = ['on', 'true', 'yes', '1'];
+const OFF = ['off', 'false', 'no', '0'];
+
+function parseOnOff(raw: unknown): boolean {
+  if (typeof raw === 'boolean') return raw;
+  const word = typeof raw === 'string' ? raw.trim().toLowerCase() : '';
+  if (ON.includes(word)) return true;
+  if (OFF.includes(word)) return false;
+  throw new Error('must be on or off');
+}
+
+/** Bootstrap endpoints a configuration names: enough for a few per site, not a node list to flood. */
+export const MAX_DHT_BOOTSTRAP_ENDPOINTS = 64;
+
+/** host:port entries, comma-separated (environment) or a JSON list (file); port 0 names no node. */
+function parseEndpointList(raw: unknown): HostPort[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((item) => item.trim()).filter((item) => item !== '') : undefined;
+  if (!items) throw new Error('must be a list of host:port');
+  if (items.length > MAX_DHT_BOOTSTRAP_ENDPOINTS) throw new Error(`must name at most ${MAX_DHT_BOOTSTRAP_ENDPOINTS} endpoints`);
+  return items.map((item) => {
+    const endpoint = parseHostPort(item);
+    if (endpoint.port === 0) throw new Error(`${String(item)}: port 0 names no node`);
+    return endpoint;
+  });
+}
+
+/** A JSON object (or its text, from the environment) of DHT settings, each checked by libs/dht. */
+function parseDhtSettings(raw: unknown): Partial<DhtConfig> {
+  const value: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('must be a JSON object of DHT settings');
+  dhtConfig(value as Partial<DhtConfig>);
+  return value as Partial<DhtConfig>;
 }
 
 export const AGENT_SCHEMA: Schema<AgentSettings> = {
@@ -120,6 +161,28 @@ export const AGENT_SCHEMA: Schema<AgentSettings> = {
     doc: "download cap of background-class packages, like backgroundUploadLimit; 'auto' = a quarter of downloadLimit, or 4 MiB/s when that is unlimited",
     default: 'auto',
     parse: parseBackgroundRate,
+  },
+  dht: {
+    env: 'SHOAL_DHT',
+    doc:
+      "the fleet's private DHT (on or off): peers are found without the controller, over mutual TLS on the peer port; the routing table is kept in " +
+      '<dataDir>/dht.json across restarts',
+    default: true,
+    parse: parseOnOff,
+  },
+  dhtBootstrap: {
+    env: 'SHOAL_DHT_BOOTSTRAP',
+    doc:
+      "DHT nodes to join through (other agents' peer ports, host:port, comma-separated), besides the cached routing table and the peers the " +
+      'tracker returns (every agent runs a node on its peer port). Default: none',
+    default: [],
+    parse: parseEndpointList,
+  },
+  dhtSettings: {
+    env: 'SHOAL_DHT_SETTINGS',
+    doc: 'DHT settings as a JSON object, e.g. {"k":8,"rpcTimeoutMs":5000} (libs/dht config.ts lists them with their defaults)',
+    default: {},
+    parse: parseDhtSettings,
   },
   logLevel: { env: 'SHOAL_LOG_LEVEL', doc: 'pino log level', default: 'info', parse: oneOf(LOG_LEVELS) },
 };

@@ -76,7 +76,7 @@ export function halfLife(certPem: string): number {
   return from + (to - from) / 2;
 }
 
-async function writeAtomic(path: string, content: string | Buffer, mode: number): Promise<void> {
+export async function writeAtomic(path: string, content: string | Buffer, mode: number): Promise<void> {
   const temporary = `${path}.${process.pid}.tmp`;
   await writeFile(temporary, content, { mode });
   await chmod(temporary, mode);

@@ -1,4 +1,4 @@
-import { type PeerIdentity, certificateAllowsPackage, readPeerIdentity } from '@shoal/pki';
+import { type AgentIdentity, type PeerIdentity, certificateAllowsPackage, readPeerIdentity } from '@shoal/pki';
 import { ShoalError } from '@shoal/torrent';
 
 /** Why a peer connection is refused or closed; stable codes for logs and metrics. */
@@ -32,16 +32,17 @@ export function wireName(infoHash: Buffer): string {
 }
 
 /**
- * The admission rule for both ends of a peer connection, once TLS has verified the certificate
- * chain against the fleet CA: the peer is an agent of this fleet, its certificate covers the
- * package (SAN DNS = name or *), and its serial is not revoked.
+ * The SNI of a DHT connection (never 40 hex digits, so never a package's): the peer server hands
+ * such connections to the agent's DHT node instead of a package session.
  */
-export function admitPeer(
-  certificateDer: Buffer | undefined,
-  pkg: WirePackage,
-  fleet: string,
-  isRevoked: (serial: string) => boolean,
-): PeerIdentity & { role: 'agent' } {
+export const DHT_SERVER_NAME = 'shoal-dht';
+
+/**
+ * The admission rule for any connection between agents, once TLS has verified the certificate
+ * chain against the fleet CA (and its validity period): the peer is an agent of this fleet and its
+ * serial is not revoked. The DHT admits on this alone: it carries no package data.
+ */
+export function admitFleetAgent(certificateDer: Buffer | undefined, fleet: string, isRevoked: (serial: string) => boolean): AgentIdentity {
   if (!certificateDer || certificateDer.length === 0) throw new AdmissionError('PEER_NO_CERTIFICATE', 'peer presented no certificate');
   let identity: PeerIdentity;
   try {
@@ -51,6 +52,17 @@ export function admitPeer(
   }
   if (identity.role !== 'agent') throw new AdmissionError('PEER_NOT_AN_AGENT', 'peer certificate is not an agent certificate');
   if (isRevoked(identity.serial)) throw new AdmissionError('PEER_REVOKED', `certificate ${identity.serial} of ${identity.agentId} is revoked`);
+  return identity;
+}
+
+/** The peer-wire admission rule: a fleet agent (admitFleetAgent) whose certificate covers the package (SAN DNS = name or *). */
+export function admitPeer(
+  certificateDer: Buffer | undefined,
+  pkg: WirePackage,
+  fleet: string,
+  isRevoked: (serial: string) => boolean,
+): AgentIdentity {
+  const identity = admitFleetAgent(certificateDer, fleet, isRevoked);
   if (!certificateAllowsPackage(identity, pkg.name)) {
     throw new AdmissionError('PEER_OUT_OF_SCOPE', `${identity.agentId} may not swarm ${pkg.name} (scopes: ${identity.packageScopes.join(', ')})`);
   }

@@ -1,8 +1,9 @@
+import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { type SecureContext, type TLSSocket, type Server, connect, createSecureContext, createServer } from 'node:tls';
-import type { PeerIdentity } from '@shoal/pki';
-import { AdmissionError, type WirePackage, admitPeer, wireName } from './admission';
+import type { AgentIdentity } from '@shoal/pki';
+import { AdmissionError, DHT_SERVER_NAME, type WirePackage, admitFleetAgent, admitPeer, wireName } from './admission';
 
 export interface TlsIdentity {
   keyPem: string;
@@ -10,9 +11,15 @@ export interface TlsIdentity {
   caPem: string;
 }
 
-export interface AdmittedConnection {
+/** A TLS connection with an admitted fleet agent. */
+export interface FleetConnection {
   socket: TLSSocket;
-  peer: PeerIdentity & { role: 'agent' };
+  peer: AgentIdentity;
+  /** The certificate admission read (a TLS 1.3 client cannot read it again once session tickets arrive). */
+  certificate: X509Certificate;
+}
+
+export interface AdmittedConnection extends FleetConnection {
   pkg: WirePackage;
 }
 
@@ -22,7 +29,15 @@ export interface PeerServerOptions {
   /** The package a client names by SNI, if this agent serves it. */
   packageFor(wireHashHex: string): WirePackage | undefined;
   isRevoked(serial: string): boolean;
+  /**
+   * Takes the connections whose SNI is DHT_SERVER_NAME, admitted as fleet agents (no package
+   * scope). Without it, that SNI is refused like an unknown package.
+   */
+  acceptDht?(connection: FleetConnection): void;
 }
+
+/** What the listener carries: the peer wire of a package, or the DHT. */
+export type PeerService = 'peer' | 'dht';
 
 const TLS_OPTIONS = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
 
@@ -32,7 +47,10 @@ const TLS_OPTIONS = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
  * unknown package fails the handshake. After the handshake the peer must pass `admitPeer`, and a
  * revocation pushed later closes its live connections.
  *
- * Events: 'connection' (AdmittedConnection), 'refused' ({ code, message, remoteAddress }).
+ * The reserved SNI DHT_SERVER_NAME selects the DHT instead (see `acceptDht`): the same port, the
+ * same certificate checks, without a package.
+ *
+ * Events: 'connection' (AdmittedConnection), 'refused' ({ code, message, remoteAddress, service }).
  */
 export class PeerServer extends EventEmitter {
   private readonly server: Server;
@@ -50,14 +68,15 @@ export class PeerServer extends EventEmitter {
       requestCert: true,
       rejectUnauthorized: true,
       SNICallback: (servername, done) => {
-        if (this.options.packageFor(servername.toLowerCase())) done(null, this.context);
+        const name = servername.toLowerCase();
+        if (this.options.packageFor(name) || (name === DHT_SERVER_NAME && this.options.acceptDht)) done(null, this.context);
         else done(new AdmissionError('PEER_UNKNOWN_PACKAGE', `no package ${JSON.stringify(servername.slice(0, 64))} here`));
       },
     });
     this.server.on('secureConnection', (socket) => this.admit(socket));
     this.server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       const code = err instanceof AdmissionError ? err.code : 'PEER_CERTIFICATE_INVALID';
-      this.emit('refused', { code, message: err.message, remoteAddress: socket.remoteAddress });
+      this.emit('refused', { code, message: err.message, remoteAddress: socket.remoteAddress, service: serviceOf(socket) });
     });
   }
 
@@ -97,21 +116,48 @@ export class PeerServer extends EventEmitter {
   }
 
   private admit(socket: TLSSocket): void {
+    if (serviceOf(socket) === 'dht' && this.options.acceptDht) {
+      this.admitDht(socket, this.options.acceptDht);
+      return;
+    }
     const pkg = this.options.packageFor((socket.servername || '').toLowerCase());
     try {
       if (!pkg) throw new AdmissionError('PEER_UNKNOWN_PACKAGE', 'no SNI naming a package');
-      const peer = admitPeer(socket.getPeerX509Certificate()?.raw, pkg, this.options.fleet, this.options.isRevoked);
-      const connection = { socket, peer, pkg };
+      const certificate = socket.getPeerX509Certificate();
+      const peer = admitPeer(certificate?.raw, pkg, this.options.fleet, this.options.isRevoked);
+      const connection = { socket, peer, pkg, certificate: certificate as X509Certificate };
       socket.setNoDelay(true);
       this.live.set(socket, connection);
       socket.once('close', () => this.live.delete(socket));
       this.emit('connection', connection);
     } catch (err) {
-      const code = err instanceof AdmissionError ? err.code : 'PEER_CERTIFICATE_INVALID';
-      this.emit('refused', { code, message: (err as Error).message, remoteAddress: socket.remoteAddress });
-      socket.destroy();
+      this.refuse(socket, err);
     }
   }
+
+  /** DHT connections are the DHT node's to track and close (revocations included). */
+  private admitDht(socket: TLSSocket, acceptDht: (connection: FleetConnection) => void): void {
+    const certificate = socket.getPeerX509Certificate();
+    let peer: AgentIdentity;
+    try {
+      peer = admitFleetAgent(certificate?.raw, this.options.fleet, this.options.isRevoked);
+    } catch (err) {
+      this.refuse(socket, err);
+      return;
+    }
+    socket.setNoDelay(true);
+    acceptDht({ socket, peer, certificate: certificate as X509Certificate });
+  }
+
+  private refuse(socket: TLSSocket, err: unknown): void {
+    const code = err instanceof AdmissionError ? err.code : 'PEER_CERTIFICATE_INVALID';
+    this.emit('refused', { code, message: (err as Error).message, remoteAddress: socket.remoteAddress, service: serviceOf(socket) });
+    socket.destroy();
+  }
+}
+
+function serviceOf(socket: TLSSocket): PeerService {
+  return (socket.servername || '').toLowerCase() === DHT_SERVER_NAME ? 'dht' : 'peer';
 }
 
 /**
@@ -119,7 +165,7 @@ export class PeerServer extends EventEmitter {
  * fleet allowed to swarm it and not revoked. Resolves once the handshake is done; with TLS 1.3
  * the server judges our certificate after that, so a refused client sees its socket close.
  */
-export function connectToPeer(options: {
+export async function connectToPeer(options: {
   host: string;
   port: number;
   pkg: WirePackage;
@@ -128,17 +174,39 @@ export function connectToPeer(options: {
   isRevoked(serial: string): boolean;
   timeoutMs?: number;
 }): Promise<AdmittedConnection> {
+  const connection = await dialFleetAgent({ ...options, servername: wireName(options.pkg.infoHash) }, (der) =>
+    admitPeer(der, options.pkg, options.fleet, options.isRevoked),
+  );
+  return { ...connection, pkg: options.pkg };
+}
+
+/** Dials another agent's DHT node (SNI DHT_SERVER_NAME): any agent of the fleet that is not revoked. */
+export function connectToDhtNode(options: {
+  host: string;
+  port: number;
+  identity: TlsIdentity;
+  fleet: string;
+  isRevoked(serial: string): boolean;
+  timeoutMs?: number;
+}): Promise<FleetConnection> {
+  return dialFleetAgent({ ...options, servername: DHT_SERVER_NAME }, (der) => admitFleetAgent(der, options.fleet, options.isRevoked));
+}
+
+function dialFleetAgent(
+  options: { host: string; port: number; servername: string; identity: TlsIdentity; timeoutMs?: number },
+  admit: (certificateDer: Buffer | undefined) => AgentIdentity,
+): Promise<FleetConnection> {
   return new Promise((resolve, reject) => {
     const socket = connect({
       ...TLS_OPTIONS,
       host: options.host,
       port: options.port,
-      servername: wireName(options.pkg.infoHash),
+      servername: options.servername,
       key: options.identity.keyPem,
       cert: options.identity.certPem,
       ca: options.identity.caPem,
       rejectUnauthorized: true,
-      // Peers are named by certificate identity, not by host name: admitPeer checks it below.
+      // Peers are named by certificate identity, not by host name: `admit` checks it below.
       checkServerIdentity: () => undefined,
     });
     const timer = setTimeout(() => socket.destroy(new Error('TLS handshake timed out')), options.timeoutMs ?? 10_000);
@@ -149,9 +217,10 @@ export function connectToPeer(options: {
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       try {
-        const peer = admitPeer(socket.getPeerX509Certificate()?.raw, options.pkg, options.fleet, options.isRevoked);
+        const certificate = socket.getPeerX509Certificate();
+        const peer = admit(certificate?.raw);
         socket.setNoDelay(true);
-        resolve({ socket, peer, pkg: options.pkg });
+        resolve({ socket, peer, certificate: certificate as X509Certificate });
       } catch (err) {
         socket.destroy();
         reject(err);

@@ -1,9 +1,25 @@
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
+import { formatIp } from '@shoal/dht';
 import { type SwarmAction, type SwarmConfig, type SwarmPeerStats, type SwarmProgress, Swarm, type WebseedReason } from '@shoal/swarm';
 import type { Location } from '@shoal/topology';
-import { BLOCK_SIZE, HASH_SIZE, type Metainfo, ShoalError, blockHashes, truncatedInfoHash } from '@shoal/torrent';
-import { type ConnectionEvent, type ConnectionLimits, type HashRequestHeader, PeerConnection, type WireError, type WireMessage } from '@shoal/wire';
+import { type BDict, BLOCK_SIZE, HASH_SIZE, type Metainfo, ShoalError, blockHashes, truncatedInfoHash } from '@shoal/torrent';
+import {
+  type ConnectionEvent,
+  type ConnectionLimits,
+  type HashRequestHeader,
+  PEX_EXTENSION,
+  PeerConnection,
+  type PexContact,
+  type PexEndpoint,
+  PexFlag,
+  type PexLimits,
+  PexState,
+  type WireError,
+  type WireMessage,
+  pexEndpointKey,
+  resolvePexLimits,
+} from '@shoal/wire';
 import type { Gate } from '../bandwidth';
 import { SessionPeerError } from './errors';
 import { PackageGeometry } from './geometry';
@@ -50,6 +66,16 @@ export interface PackageSessionOptions {
   connectionLimits?: Partial<ConnectionLimits>;
   /** Sent as `v` in the extended handshake. */
   clientVersion?: string;
+  /**
+   * Our peer-wire listen port: sent as `p` in the extended handshake, so that peers that accepted
+   * our connection can pass us on through PEX; also keeps our own address out of 'pex-peers'.
+   */
+  listenPort?: number;
+  /**
+   * Peer exchange timing and bounds (libs/wire DEFAULT_PEX_LIMITS: one message a minute, the
+   * first 5 s after the handshake). Tests shorten them, or drive `clock`, to watch several rounds.
+   */
+  pex?: Partial<PexLimits>;
   /** Caps: peer reads pause while `download` says wait; piece data is served only when `upload` allows. */
   bandwidth?: { download: Gate; upload: Gate };
 }
@@ -89,6 +115,27 @@ export interface PeerClosedEvent {
   reason: WireError;
 }
 
+/** A peer address learned through PEX: only its address, never who it is (the TLS handshake decides). */
+export interface LearnedPeer {
+  address: string;
+  port: number;
+  /** The sender says it is a seed (BEP 11 flag 0x02). */
+  seed: boolean;
+}
+
+export interface PexPeersEvent {
+  /** The peer that sent them. */
+  peerName: string;
+  peers: LearnedPeer[];
+}
+
+/** One ut_pex message sent to a peer, taken from it, or ignored (then with the reason). */
+export interface PexMessageEvent {
+  peerName: string;
+  direction: 'sent' | 'received' | 'ignored';
+  reason?: WireError;
+}
+
 /** One webseed fetch the swarm decided on, with its reason (for metrics). */
 export interface WebseedFetchEvent {
   index: number;
@@ -119,8 +166,16 @@ const MAX_BLOCKS_PER_READ = 16;
  * Events: 'progress' (SessionProgress), 'piece-verified' (index), 'piece-corrupt'
  * (PieceCorruptEvent), 'complete', 'peer-closed' (PeerClosedEvent), 'peer-banned'
  * ({ peerName, strikes }), 'webseed-fetch' (WebseedFetchEvent), 'webseed-error' (Error),
- * 'extension' ({ peerName, name, payload }), 'store-error' (Error: a write failed; downloading
- * stops, serving goes on), 'session-error' (Error: a listener or internal failure, contained).
+ * 'extension' ({ peerName, name, payload }: extensions other than ut_pex), 'pex-peers'
+ * (PexPeersEvent: addresses learned through PEX, minus peers already connected and ourselves),
+ * 'pex-message' (PexMessageEvent), 'store-error' (Error: a write failed; downloading stops,
+ * serving goes on), 'session-error' (Error: a listener or internal failure, contained).
+ *
+ * Peer exchange (BEP 11): every peer that announced ut_pex hears, at most once a minute, which
+ * handshaken peers of this package came and went since it last heard (libs/wire PexState decides
+ * what and when; the session feeds it the peers at the address and port they accept connections
+ * on). A ut_pex message that breaks BEP 11, or comes too soon, is ignored and reported as
+ * 'pex-message' 'ignored': PEX is advice, and a peer that serves good data is not dropped for it.
  */
 export class PackageSession extends EventEmitter {
   readonly geometry: PackageGeometry;
@@ -135,6 +190,8 @@ export class PackageSession extends EventEmitter {
   private readonly webseed: PieceSource | undefined;
   private readonly selfName: string;
   private readonly bandwidth: { download: Gate; upload: Gate } | undefined;
+  private readonly listenPort: number | undefined;
+  private readonly pexLimits: Readonly<PexLimits>;
 
   private readonly links = new Map<number, PeerLink>();
   private nextLinkId = 1;
@@ -168,6 +225,14 @@ export class PackageSession extends EventEmitter {
     };
     this.maxReadsPerPeer = positive(options.maxReadsPerPeer, 'maxReadsPerPeer', DEFAULT_MAX_READS_PER_PEER);
     const tickMs = positive(options.tickMs, 'tickMs', DEFAULT_TICK_MS);
+    if (options.listenPort !== undefined && !(Number.isSafeInteger(options.listenPort) && options.listenPort >= 1 && options.listenPort <= 65535)) {
+      throw new SessionError(`listenPort must be in 1..65535, not ${String(options.listenPort)}`);
+    }
+    try {
+      this.pexLimits = resolvePexLimits(options.pex);
+    } catch (err) {
+      throw new SessionError((err as Error).message);
+    }
 
     this.geometry = new PackageGeometry(metainfo);
     this.store = store;
@@ -179,6 +244,7 @@ export class PackageSession extends EventEmitter {
     this.webseed = options.webseed;
     this.selfName = options.selfName ?? this.peerId.toString('hex');
     this.bandwidth = options.bandwidth;
+    this.listenPort = options.listenPort;
 
     const stored = store.have();
     const have = new Uint8Array(this.geometry.numPieces);
@@ -238,6 +304,7 @@ export class PackageSession extends EventEmitter {
       have: advertised,
       ...(this.connectionLimits ? { limits: this.connectionLimits } : {}),
       ...(this.clientVersion !== undefined ? { clientVersion: this.clientVersion } : {}),
+      ...(this.listenPort !== undefined ? { listenPort: this.listenPort } : {}),
     });
     const link = new PeerLink(id, peerName, socket, conn, this.clock, this.hooks, this.bandwidth?.download);
     this.links.set(id, link);
@@ -328,13 +395,15 @@ export class PackageSession extends EventEmitter {
     const now = this.clock();
     switch (event.type) {
       case 'handshake':
+        link.pex = new PexState({ now, limits: this.pexLimits });
         this.swarm.peerOpened(link.id, { fast: link.conn.fastExtension, reqq: link.conn.peerRequestQueueLimit }, now);
         break;
       case 'extended-handshake':
         this.swarm.peerReqq(link.id, link.conn.peerRequestQueueLimit, now);
         break;
       case 'extension':
-        this.safeEmit('extension', { peerName: link.name, name: event.name, payload: event.payload });
+        if (event.name === PEX_EXTENSION) this.onPex(link, event.payload, now);
+        else this.safeEmit('extension', { peerName: link.name, name: event.name, payload: event.payload });
         return;
       case 'message':
         this.onMessage(link, event.message, now);
@@ -411,8 +480,74 @@ export class PackageSession extends EventEmitter {
       link.conn.tick(now);
       this.dirty.add(link);
     }
+    this.sendPex(now);
     this.swarm.tick(now);
     this.apply();
+  }
+
+  // ---------------------------------------------------------------- peer exchange (BEP 11)
+
+  /** Sends each peer that speaks ut_pex whatever its PexState says is due. */
+  private sendPex(now: number): void {
+    let live: PexContact[] | undefined;
+    for (const link of this.links.values()) {
+      const pex = link.pex;
+      if (!pex || link.closed || now < pex.nextSendAt || !link.conn.peerExtendedHandshake?.m.has(PEX_EXTENSION)) continue;
+      live ??= this.liveContacts();
+      const payload = pex.poll(now, live, this.listenEndpoint(link));
+      if (!payload || !link.conn.extended(PEX_EXTENSION, payload, now)) continue;
+      this.dirty.add(link);
+      this.safeEmit('pex-message', { peerName: link.name, direction: 'sent' } satisfies PexMessageEvent);
+    }
+  }
+
+  /**
+   * Where a peer accepts connections: the address and port we dialled, or, for a peer that
+   * dialled us, its address and the port of its extended handshake (`p`); undefined when unknown.
+   */
+  private listenEndpoint(link: PeerLink): PexEndpoint | undefined {
+    const port = link.conn.role === 'initiator' ? link.remotePort : link.conn.peerExtendedHandshake?.listenPort;
+    return link.remoteIp && port ? { ip: link.remoteIp, port } : undefined;
+  }
+
+  /** The handshaken peers whose listen address we know, as PEX contacts. */
+  private liveContacts(): PexContact[] {
+    const out: PexContact[] = [];
+    for (const link of this.links.values()) {
+      if (link.conn.phase !== 'open') continue;
+      const endpoint = this.listenEndpoint(link);
+      if (!endpoint) continue;
+      const flags = (link.conn.peerIsSeed ? PexFlag.seed : 0) | (link.conn.role === 'initiator' ? PexFlag.reachable : 0);
+      out.push({ ...endpoint, flags });
+    }
+    return out;
+  }
+
+  private onPex(link: PeerLink, payload: BDict, now: number): void {
+    // Extension messages only follow the handshake, which created the state.
+    if (!link.pex) return;
+    const receipt = link.pex.receive(payload, now, link.remoteIp);
+    if (!receipt.accepted) {
+      this.safeEmit('pex-message', { peerName: link.name, direction: 'ignored', reason: receipt.reason } satisfies PexMessageEvent);
+      return;
+    }
+    this.safeEmit('pex-message', { peerName: link.name, direction: 'received' } satisfies PexMessageEvent);
+    const known = this.connectedEndpoints();
+    const peers: LearnedPeer[] = receipt.added
+      .filter((contact) => !known.has(pexEndpointKey(contact)))
+      .map((contact) => ({ address: formatIp(contact.ip), port: contact.port, seed: (contact.flags & PexFlag.seed) !== 0 }));
+    if (peers.length > 0) this.safeEmit('pex-peers', { peerName: link.name, peers } satisfies PexPeersEvent);
+  }
+
+  /** Endpoint keys not worth dialling: peers we are connected to, and our listen port on every address our sockets use. */
+  private connectedEndpoints(): Set<string> {
+    const known = new Set<string>();
+    for (const link of this.links.values()) {
+      const endpoint = this.listenEndpoint(link);
+      if (endpoint) known.add(pexEndpointKey(endpoint));
+      if (this.listenPort !== undefined && link.localIp) known.add(pexEndpointKey({ ip: link.localIp, port: this.listenPort }));
+    }
+    return known;
   }
 
   // ---------------------------------------------------------------- swarm actions -> I/O

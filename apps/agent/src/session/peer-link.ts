@@ -1,7 +1,8 @@
 import type { TLSSocket } from 'node:tls';
-import type { BlockRequest, ConnectionEvent, PeerConnection, WireError } from '@shoal/wire';
+import type { BlockRequest, ConnectionEvent, PeerConnection, PexState, WireError } from '@shoal/wire';
 import { type Gate, pacedReads } from '../bandwidth';
 import { SessionPeerError } from './errors';
+import { ipBytes } from '@shoal/dht';
 
 export interface PeerLinkHooks {
   /** One event drained from the connection (in order). A throw closes this peer only. */
@@ -43,6 +44,13 @@ export class PeerLink {
   readonly socketClosed: Promise<void>;
   /** Set while serving waits for the upload cap. */
   uploadTimer: NodeJS.Timeout | undefined;
+  /** Peer exchange (BEP 11) with this peer, from the handshake on. */
+  pex: PexState | undefined;
+  /** The peer's address (4 or 16 bytes) and port, as the socket saw them at attach: a closed socket forgets them. */
+  readonly remoteIp: Buffer | undefined;
+  readonly remotePort: number | undefined;
+  /** Our own address on this connection. */
+  readonly localIp: Buffer | undefined;
 
   private congestedFlag = false;
   private flushing = false;
@@ -59,6 +67,9 @@ export class PeerLink {
     private readonly readGate?: Gate,
   ) {
     this.peerPieces = new Uint8Array(Math.ceil(conn.numPieces / 8));
+    this.remoteIp = socketIpBytes(socket.remoteAddress);
+    this.remotePort = socket.remotePort;
+    this.localIp = socketIpBytes(socket.localAddress);
     this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
@@ -164,5 +175,15 @@ export class PeerLink {
     } else {
       this.socket.destroy();
     }
+  }
+}
+
+/** The 4 or 16 bytes of a socket's address (compact PEX contacts); undefined when it has none usable (a zone id, say). */
+function socketIpBytes(text: string | undefined): Buffer | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return ipBytes(text);
+  } catch {
+    return undefined;
   }
 }

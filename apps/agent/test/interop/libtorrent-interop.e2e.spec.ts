@@ -9,7 +9,7 @@ import { PackageStore } from '@shoal/store';
 import { type Metainfo, createPackage, truncatedInfoHash, verifyPackageData } from '@shoal/torrent';
 import type { WirePackage } from '../../src/peer/admission';
 import { type AdmittedConnection, PeerServer, type TlsIdentity, connectToPeer } from '../../src/peer/tls';
-import { PackageSession, type PeerClosedEvent } from '../../src/session';
+import { PackageSession, type PeerClosedEvent, type PexMessageEvent } from '../../src/session';
 
 /**
  * Interop with a standard client (DESIGN.md, Wires): libtorrent 2.0 SSL-torrent peers (Debian
@@ -248,16 +248,23 @@ interface ShoalAgent {
   connections: AdmittedConnection[];
   refused: { code: string; message: string }[];
   closed: PeerClosedEvent[];
+  pex: PexMessageEvent[];
 }
 
-/** A Shoal agent for `pkg`: a PeerServer on loopback whose admitted peers join a PackageSession over `store`. */
+/**
+ * A Shoal agent for `pkg`: a PeerServer on loopback whose admitted peers join a PackageSession over
+ * `store`, announcing its listen port (`p`) as the agent daemon does.
+ */
 async function startShoal(agentId: string, pkg: TestPackage, store: PackageStore): Promise<ShoalAgent> {
   const id = identity(agentId);
-  const session = new PackageSession({ metainfo: pkg.metainfo, store, peerId: Buffer.from('-SH0100-interop-----'), tickMs: 200 });
   const wireName = truncatedInfoHash(pkg.metainfo.infoHash).toString('hex');
   const server = new PeerServer({ identity: id, fleet: FLEET, packageFor: (hex) => (hex === wireName ? pkg.wire : undefined), isRevoked: () => false });
-  const agent: ShoalAgent = { session, server, port: 0, identity: id, connections: [], refused: [], closed: [] };
+  const { port } = await server.listen(0, '127.0.0.1');
+  const peerId = Buffer.from(`-SH0100-${agentId}`.padEnd(20, '-').slice(0, 20), 'latin1');
+  const session = new PackageSession({ metainfo: pkg.metainfo, store, peerId, selfName: agentId, tickMs: 200, listenPort: port });
+  const agent: ShoalAgent = { session, server, port, identity: id, connections: [], refused: [], closed: [], pex: [] };
   session.on('peer-closed', (e: PeerClosedEvent) => agent.closed.push(e));
+  session.on('pex-message', (e: PexMessageEvent) => agent.pex.push(e));
   session.on('session-error', (err: Error) => {
     throw err;
   });
@@ -266,7 +273,6 @@ async function startShoal(agentId: string, pkg: TestPackage, store: PackageStore
     session.attach(c.socket, 'acceptor', c.peer.agentId);
   });
   server.on('refused', (r: { code: string; message: string }) => agent.refused.push(r));
-  agent.port = (await server.listen(0, '127.0.0.1')).port;
   cleanups.push(async () => {
     await session.close();
     await server.close();
@@ -411,6 +417,35 @@ describeLive('a libtorrent 2.0 SSL-torrent peer swarms with Shoal agents', () =>
     expect(lt.events.filter((e) => e.event === 'error')).toEqual([]);
     await store.finish();
     await expectPackageData(bundle, store.packagePath);
+  });
+
+  test('PEX both ways: libtorrent learns a Shoal agent from another one and connects to it; Shoal accepts libtorrent ut_pex', async () => {
+    // Nobody holds data, so nobody finishes and leaves: A dialled C; libtorrent knows only A.
+    const c = await startShoal('shoal-pex-c', bundle, await openStore(bundle, false));
+    const a = await startShoal('shoal-pex-a', bundle, await openStore(bundle, false));
+    const toC = await connectToPeer({ host: '127.0.0.1', port: c.port, pkg: bundle.wire, identity: a.identity, fleet: FLEET, isRevoked: () => false });
+    a.session.attach(toC.socket, 'initiator', toC.peer.agentId);
+    const lt = await startLibtorrent(bundle, 'lt-pex', identity('lt-pex'), await mkdtemp(join(work, 'lt-pex-')));
+    await lt.waitFor((e) => e.event === 'checked', 'the torrent to be checked');
+    lt.send({ cmd: 'connect', host: '127.0.0.1', port: a.port });
+
+    // A's first ut_pex to libtorrent (5 s after the handshake) names C; libtorrent dials it.
+    const deadline = performance.now() + WAIT_MS;
+    const until = async (what: string, condition: () => boolean): Promise<void> => {
+      while (!condition()) {
+        if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${lt.transcript()}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    await until('A to send ut_pex to libtorrent', () => a.pex.some((e) => e.peerName === 'lt-pex' && e.direction === 'sent'));
+    await until('libtorrent to connect to C', () => c.connections.some((k) => k.peer.agentId === 'lt-pex'));
+    // libtorrent, now with two peers, sends its own ut_pex (its full peer list) to both.
+    await until('A and C to take ut_pex from libtorrent', () =>
+      [a, c].every((agent) => agent.pex.some((e) => e.peerName === 'lt-pex' && e.direction === 'received')),
+    );
+    for (const agent of [a, c]) expect(agent.pex.filter((e) => e.direction === 'ignored')).toEqual([]);
+    expect([...a.closed, ...c.closed].filter((e) => e.peerName === 'lt-pex')).toEqual([]);
+    expect(lt.events.filter((e) => e.event === 'error')).toEqual([]);
   });
 
   test('a libtorrent peer whose certificate another CA issued is refused by the Shoal agent; nothing is served', async () => {

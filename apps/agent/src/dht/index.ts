@@ -1,0 +1,3 @@
+export * from './dht-service';
+export * from './errors';
+export * from './framing';
