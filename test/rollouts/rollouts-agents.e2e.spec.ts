@@ -81,7 +81,7 @@ afterAll(async () => {
 test('20 %/50 %/100 % over ten agents: in order, every agent installs once, the agent outside the selector never fetches', async () => {
   const created = await create({ release: 'app@1.0.0', selector: 'role=edge', waves: '20%,50%,100%', gate: 'success=90%' });
   const done = await untilFinished(created.id);
-  expect(done.state).toBe('succeeded');
+  expect({ state: done.state, reason: done.reason, failures: done.failures }).toEqual({ state: 'succeeded', reason: '', failures: [] });
   expect(done.waves.map((w) => [w.members, w.succeeded, w.state])).toEqual([
     [2, 2, 'passed'],
     [3, 3, 'passed'],
@@ -114,7 +114,7 @@ test('a new rollout of the same release re-runs the failed installs and no succe
   const failedBefore = EDGE.filter((agent) => installs(agent).some((line) => line.startsWith('1.1.0 ')));
   const created = await create({ release: 'app@1.1.0', selector: 'role=edge', waves: '100%' });
   const done = await untilFinished(created.id);
-  expect(done.state).toBe('succeeded');
+  expect({ state: done.state, reason: done.reason, failures: done.failures }).toEqual({ state: 'succeeded', reason: '', failures: [] });
   for (const agent of EDGE) {
     const lines = installs(agent).filter((line) => line.startsWith('1.1.0 '));
     expect(lines.at(-1)).toBe(`1.1.0 ${created.id} ${agent}`);
@@ -133,6 +133,6 @@ test('the controller killed during wave 2 comes back; the rollout finishes and n
   }
   await swarm.fleet.restartController({ kill: true });
   const done = await untilFinished(created.id);
-  expect(done.state).toBe('succeeded');
+  expect({ state: done.state, reason: done.reason, failures: done.failures }).toEqual({ state: 'succeeded', reason: '', failures: [] });
   for (const agent of EDGE) expect(installs(agent).filter((line) => line.startsWith('1.2.0 '))).toEqual([`1.2.0 ${created.id} ${agent}`]);
 });

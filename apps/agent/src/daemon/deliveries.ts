@@ -61,6 +61,8 @@ export interface DeliveriesOptions {
 
 /** Progress reports while fetching: about once a second, and only when something moved. */
 const REPORT_MS = 1000;
+/** How long a fetch waits for an unreachable TUF repository (a controller restart) before it fails. */
+const VERIFY_PATIENCE_MS = 120_000;
 
 /** The fetch command stopped because a cancel (or a stop of the agent) came first. */
 export class FetchCancelledError extends ShoalError {
@@ -269,8 +271,7 @@ export class Deliveries {
       else this.setPhase(name, version, { phase: 'RELEASE_PHASE_FETCHING', message: '', exitCode: -1, rolloutId, bandwidthClass: cls });
       if (active && cls === 'normal') active.gates.cls = 'normal';
       try {
-        const release = await this.host.verify(name, version);
-        abort.signal.throwIfAborted();
+        const release = await this.verifyPatiently(name, version, abort.signal);
         // The class as it stands now: a normal command may have joined while TUF verified.
         const pkg = await this.host.activate(release, wanted.cls);
         abort.signal.throwIfAborted();
@@ -300,6 +301,27 @@ export class Deliveries {
     };
     promise.then(done, done);
     return promise;
+  }
+
+  /**
+   * TUF verification, retried while the repository is unreachable (TRUST_UNAVAILABLE: the
+   * controller restarting, a network blip) for up to VERIFY_PATIENCE_MS; anything else the
+   * verifier says (bad signature, unknown release, expired metadata) fails at once.
+   */
+  private async verifyPatiently(name: string, version: string, signal: AbortSignal): Promise<VerifiedRelease> {
+    const giveUpAt = Date.now() + VERIFY_PATIENCE_MS;
+    for (let delay = 500; ; delay = Math.min(delay * 2, 8000)) {
+      try {
+        const release = await this.host.verify(name, version);
+        signal.throwIfAborted();
+        return release;
+      } catch (err) {
+        signal.throwIfAborted();
+        if ((err as ShoalError).code !== 'TRUST_UNAVAILABLE' || Date.now() + delay > giveUpAt || this.closing) throw err;
+        this.options.log.info({ release: releaseKey(name, version), err: (err as Error).message, retryMs: delay }, 'TUF repository unreachable; retrying');
+        await Promise.race([new Promise((resolve) => setTimeout(resolve, delay)), whenAborted(signal)]);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- installing
