@@ -163,8 +163,8 @@ export class RolloutStore {
     const existing = await this.wave(id, wave);
     if (existing) return existing;
     const chosen = await members();
-    await this.redis.hsetnx(waveKey(id, wave), 'members', JSON.stringify(chosen));
-    await this.redis.hsetnx(waveKey(id, wave), 'startedAt', String(now));
+    // One transaction: a reader (the status API) must never see members without a start time.
+    await this.redis.multi().hsetnx(waveKey(id, wave), 'members', JSON.stringify(chosen)).hsetnx(waveKey(id, wave), 'startedAt', String(now)).exec();
     return (await this.wave(id, wave)) as WaveRecord;
   }
 
