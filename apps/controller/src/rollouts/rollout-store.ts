@@ -72,11 +72,15 @@ const outcomesKey = (id: string) => `${KEY_PREFIX}rollout:${id}:outcomes`;
 const INDEX = `${KEY_PREFIX}rollouts`;
 /** Rollouts whose final 100 % wave has started: agents that join later and match get the release. */
 const STANDING = `${KEY_PREFIX}rollouts:standing`;
+/** Rollouts not yet in a terminal state, however old: what a restarted controller resumes. */
+const LIVE = `${KEY_PREFIX}rollouts:live`;
 
 /**
  * Moves a rollout to a new state only from one of the allowed ones, atomically: a pause racing
- * the wave job's "succeeded" must not resurrect a finished rollout.
- * KEYS[1] rollout; ARGV: allowed (comma list), new state, updatedAt, reason ('' keeps), finishedAt ('' keeps)
+ * the wave job's "succeeded" must not resurrect a finished rollout. A terminal state also takes
+ * it out of the live set.
+ * KEYS[1] rollout, KEYS[2] live set; ARGV: allowed (comma list), new state, updatedAt, reason
+ * ('' keeps), finishedAt ('' keeps), rollout id, '1' when the new state is terminal
  */
 const TRANSITION = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -86,6 +90,7 @@ for allowed in string.gmatch(ARGV[1], '[^,]+') do
     redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updatedAt', ARGV[3])
     if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[4]) end
     if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'finishedAt', ARGV[5]) end
+    if ARGV[7] == '1' then redis.call('SREM', KEYS[2], ARGV[6]) end
     return state
   end
 end
@@ -104,7 +109,7 @@ return 1
 /** The rollouts' records in Redis. Every write that decides something is atomic or set-once. */
 export class RolloutStore {
   constructor(private readonly redis: Redis) {
-    redis.defineCommand('shoalRolloutTransition', { numberOfKeys: 1, lua: TRANSITION });
+    redis.defineCommand('shoalRolloutTransition', { numberOfKeys: 2, lua: TRANSITION });
     redis.defineCommand('shoalRolloutAdvance', { numberOfKeys: 1, lua: ADVANCE });
   }
 
@@ -121,6 +126,7 @@ export class RolloutStore {
         finishedAt: '',
       })
       .zadd(INDEX, record.createdAt, record.id)
+      .sadd(LIVE, record.id)
       .exec();
   }
 
@@ -145,11 +151,14 @@ export class RolloutStore {
   async transition(id: string, from: RolloutState[], to: RolloutState, now: number, options: { reason?: string; finished?: boolean } = {}): Promise<RolloutState | undefined> {
     const previous = (await (this.redis as unknown as Scripts).shoalRolloutTransition(
       rolloutKey(id),
+      LIVE,
       from.join(','),
       to,
       String(now),
       options.reason ?? '',
       options.finished ? String(now) : '',
+      id,
+      TERMINAL_STATES.has(to) ? '1' : '0',
     )) as RolloutState | null;
     return previous ?? undefined;
   }
@@ -237,6 +246,11 @@ export class RolloutStore {
   async standing(): Promise<string[]> {
     return this.redis.smembers(STANDING);
   }
+
+  /** Ids of the rollouts not in a terminal state. */
+  async live(): Promise<string[]> {
+    return this.redis.smembers(LIVE);
+  }
 }
 
 export interface CommandClaim {
@@ -250,7 +264,7 @@ function claimOf(raw: string): CommandClaim {
 }
 
 interface Scripts {
-  shoalRolloutTransition(key: string, from: string, to: string, now: string, reason: string, finishedAt: string): Promise<unknown>;
+  shoalRolloutTransition(key: string, live: string, from: string, to: string, now: string, reason: string, finishedAt: string, id: string, terminal: string): Promise<unknown>;
   shoalRolloutAdvance(key: string, from: string, to: string, now: string): Promise<unknown>;
 }
 

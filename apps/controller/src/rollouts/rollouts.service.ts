@@ -281,10 +281,12 @@ export class RolloutsService {
 
   /** Makes sure every live rollout has the job of its current wave, and rebuilds the report index. */
   private async reconcile(): Promise<void> {
-    const standing = new Set(await this.store.standing());
+    // Every live rollout, however old (not only the newest listed), and the standing ones.
+    const ids = new Set([...(await this.store.live()), ...(await this.store.standing())]);
     this.byRelease.clear();
-    for (const record of await this.store.list(MAX_LISTED)) {
-      if (TERMINAL_STATES.has(record.state) && !standing.has(record.id)) continue;
+    for (const id of ids) {
+      const record = await this.store.get(id);
+      if (!record) continue;
       this.index(record);
       if (!TERMINAL_STATES.has(record.state)) await this.enqueue(record.id, record.wave);
     }
