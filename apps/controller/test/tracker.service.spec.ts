@@ -78,7 +78,7 @@ function request(infoHash: Buffer, over: Partial<AnnounceRequest> = {}): Announc
     left: 1000,
     uploaded: 0,
     downloaded: 0,
-    event: 'ANNOUNCE_EVENT_STARTED',
+    event: 'ANNOUNCE_EVENT_NONE',
     numwant: 0,
     ...over,
   };
@@ -487,6 +487,24 @@ describe('TrackerService (real Redis)', () => {
       await fresh.announce(agent('d'), request(hash), '10.0.0.4');
       await fresh.announce(agent('e'), request(hash), '10.0.0.5');
       expect(ids(await fresh.announce(agent('d'), request(hash), '10.0.0.4'))).toEqual(['a', 'b', 'c', 'e']);
+    });
+
+    test('a STARTED or COMPLETED announce is visible to the next announce at once, however fresh the snapshot', async () => {
+      const clock = new FakeClock();
+      const t = tracker({ snapshotMs: 60_000 }, clock.read);
+      const hash = newSwarm();
+      // The seed's own announce caches a snapshot without the seed.
+      await t.announce(agent('seed'), request(hash, { event: 'ANNOUNCE_EVENT_STARTED', left: 0 }), '10.0.0.1');
+      clock.tick(100);
+      // Agents of one rollout wave start together: the first of them must already see the seed.
+      expect(ids(await t.announce(agent('a'), request(hash, { event: 'ANNOUNCE_EVENT_STARTED' }), '10.0.0.2'))).toEqual(['seed']);
+      clock.tick(100);
+      expect(ids(await t.announce(agent('b'), request(hash, { event: 'ANNOUNCE_EVENT_STARTED' }), '10.0.0.3'))).toEqual(['a', 'seed']);
+      clock.tick(100);
+      await t.announce(agent('a'), request(hash, { event: 'ANNOUNCE_EVENT_COMPLETED', left: 0 }), '10.0.0.2');
+      clock.tick(100);
+      const seen = await t.announce(agent('c'), request(hash), '10.0.0.4');
+      expect(seen.peers.find((p) => p.agentId === 'a')?.seed).toBe(true);
     });
 
     test('concurrent announces share one Redis read (single-flight), counted with MONITOR', async () => {

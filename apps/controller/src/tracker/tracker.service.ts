@@ -96,8 +96,10 @@ const EVICT_LIMIT = 4;
  * (indexed by PeerIndex, so choosing `numwant` peers costs O(numwant), not O(swarm)), read from
  * Redis at most once per `snapshotMs` per swarm and process; concurrent announces that find the
  * snapshot stale share one read (single-flight). This is what lets one process answer well over
- * 10,000 announces/s. The trade-off: a new peer (or a changed record, e.g. leech -> seed)
- * becomes visible to other agents up to `snapshotMs` late. Peers never go the other way: an
+ * 10,000 announces/s. A STARTED or COMPLETED announce (a new member, a new seed) drops the
+ * snapshot, so the next announce reads afresh: agents started together find each other at once.
+ * The trade-off left: a record changed by a periodic announce (new addresses, say) becomes
+ * visible to other agents up to `snapshotMs` late. Peers never go the other way: an
  * expired peer is filtered by its expiry on every call, and a STOPPED sent through this process
  * hides the agent at once (through another process: within `snapshotMs`). The announcer is never
  * handed its own record. Seed / leech counts in responses come from the write, so they are fresh.
@@ -166,6 +168,9 @@ export class TrackerService {
     } catch (err) {
       throw unavailable(err);
     }
+    // A join or a new seed must not wait out the snapshot: agents that start together (a rollout
+    // wave) would all be told "nobody" and retry a second later. Periodic announces keep it.
+    if (valid.changed) cache.snapshot = undefined;
     const stopped = cache.stopped;
     const chosen = snapshot.index.select({
       asker: location,

@@ -26,6 +26,8 @@ export interface ValidAnnounce {
   addresses: string[];
   seed: boolean;
   stopped: boolean;
+  /** STARTED or COMPLETED: the swarm gained a member or a seed, which others should see at once. */
+  changed: boolean;
   numwant: number;
 }
 
@@ -134,6 +136,7 @@ export function validateAnnounce(
     addresses,
     seed: left === 0,
     stopped: event === 'ANNOUNCE_EVENT_STOPPED',
+    changed: event === 'ANNOUNCE_EVENT_STARTED' || event === 'ANNOUNCE_EVENT_COMPLETED',
     numwant: Math.min(numwant === 0 ? limits.defaultNumwant : numwant, limits.maxNumwant),
   };
 }
