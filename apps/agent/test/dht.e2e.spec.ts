@@ -193,6 +193,7 @@ test('a node whose certificate key does not hash to the id it claims is ignored;
   const key = generateRsaKeyPair();
   const foreign = CertificateAuthority.load(foreignCa.certPem, foreignCa.keyPem).issueAgentCertificate({ agentId: 'intruder', publicKeyPem: key.publicKeyPem, packageScopes: ['*'], now: new Date() });
   const refused = await metric(seeder, 'shoal_agent_dht_refused_total', { code: 'PEER_CERTIFICATE_INVALID' });
+  // The intruder does not know the fleet CA, so it cannot check the agent; what is tested is the agent refusing it.
   const intruder = connect({ host: '127.0.0.1', port, servername: DHT_SERVER_NAME, key: key.keyPem, cert: foreign.certPem, rejectUnauthorized: false });
   intruder.on('error', () => undefined);
   intruder.once('secureConnect', () => intruder.write(encodeFrame(encodeHello({ port: 9 }))));

@@ -195,6 +195,7 @@ test('a certificate from another CA cannot open a DHT connection: refused in the
   const material = createFleetCa({ fleet: FLEET, now: new Date(), keyBits: 2048 });
   const intruder = agentIdentity('intruder', CertificateAuthority.load(material.certPem, material.keyPem), material.certPem);
   const before = await metric(target, 'shoal_agent_dht_refused_total', { code: 'PEER_CERTIFICATE_INVALID' });
+  // The intruder does not know the fleet CA, so it cannot check the agent; what is tested is the agent refusing it.
   const socket = connect({ host: '127.0.0.1', port: target.port, servername: DHT_SERVER_NAME, key: intruder.keyPem, cert: intruder.certPem, rejectUnauthorized: false });
   socket.on('error', () => undefined);
   socket.once('secureConnect', () => socket.write(encodeFrame(encodeHello({ port: 9 }))));
