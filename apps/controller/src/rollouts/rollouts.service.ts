@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError, type Job, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type pino from 'pino';
@@ -34,6 +35,18 @@ const WINDOW_RECHECK_MS = 60_000;
  * the restarted one) takes the job over. Steps are milliseconds long; the lock is renewed anyway.
  */
 const LOCK_MS = 5_000;
+/**
+ * How long the worker waits before retrying a Redis call that failed on a lost connection.
+ * BullMQ's default (15 s) stacks: a reconnection that cost two calls stalled a wave for 30 s,
+ * while ioredis is back within milliseconds.
+ */
+const REDIS_RETRY_MS = 500;
+/**
+ * An agent reports each phase once; a report whose Redis writes failed (a lost connection) is
+ * tried again this many times, REDIS_RETRY_MS apart, before it is given up and left to the
+ * agent's next hello.
+ */
+const REPORT_ATTEMPTS = 120;
 const QUEUE = 'rollouts';
 const MAX_LISTED = 200;
 /** Prefix of the command ids of rollout fetches: the agent echoes them in its result. */
@@ -112,6 +125,9 @@ export class RolloutsService {
   /** Resolves once the first reconcile has rebuilt the report index: reports wait for it. */
   private readonly ready: Promise<void>;
   private markReady: () => void = () => undefined;
+  /** The tail of each agent's report queue: one agent's reports are handled one at a time, in order. */
+  private readonly reportQueues = new Map<string, Promise<void>>();
+  private closing = false;
 
   constructor(
     redis: Redis,
@@ -140,8 +156,33 @@ export class RolloutsService {
   private readonly onProgress = (e: ReleaseProgressEvent) => this.handle(e.agentId, 'progress', () => this.progress(e.agentId, e.progress));
   private readonly onResult = (e: CommandResultEvent) => this.handle(e.agentId, 'result', () => this.result(e));
 
+  /**
+   * Queues a report behind the agent's earlier ones (a retried "fetching" must not land after the
+   * "installed" that followed it), once the report index is rebuilt.
+   */
   private handle(agentId: string, what: string, work: () => Promise<void>): void {
-    this.ready.then(work).catch((err: unknown) => this.log.warn({ err, agentId }, `rollout: ${what} not handled`));
+    const tail = (this.reportQueues.get(agentId) ?? this.ready).then(() => this.untilHandled(agentId, what, work));
+    this.reportQueues.set(agentId, tail);
+    void tail.then(() => {
+      if (this.reportQueues.get(agentId) === tail) this.reportQueues.delete(agentId);
+    });
+  }
+
+  /** Never rejects: a report that cannot be handled is logged and dropped after its attempts. */
+  private async untilHandled(agentId: string, what: string, work: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await work();
+        return;
+      } catch (err) {
+        if (this.closing || attempt >= REPORT_ATTEMPTS) {
+          this.log.warn({ err, agentId, attempts: attempt }, `rollout: ${what} not handled`);
+          return;
+        }
+        if (attempt === 1) this.log.warn({ err: (err as Error).message, agentId }, `rollout: ${what} not handled yet, retrying`);
+        await sleep(REDIS_RETRY_MS);
+      }
+    }
   }
 
   async start(): Promise<void> {
@@ -152,7 +193,9 @@ export class RolloutsService {
       lockDuration: LOCK_MS,
       stalledInterval: LOCK_MS / 2,
       maxStalledCount: Number.MAX_SAFE_INTEGER,
+      runRetryDelay: REDIS_RETRY_MS,
     });
+    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'rollouts: worker error'));
     this.worker.on('failed', (job, err) => this.log.error({ rollout: job?.data.rolloutId, wave: job?.data.wave, err: err.message }, 'rollout step failed'));
     await this.reconcile();
     this.markReady();
@@ -162,6 +205,7 @@ export class RolloutsService {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.control.off('hello', this.onHello);
     this.control.off('progress', this.onProgress);
