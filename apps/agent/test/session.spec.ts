@@ -265,7 +265,10 @@ test('one seed, three leeches in a chain and mesh: all complete, and leeches upl
   await done;
   for (const l of [l1, l2, l3]) expect(l.session.progress.verifiedPieces).toBe(metainfo.numPieces);
   expect(l1.session.progress.bytesUploaded).toBeGreaterThan(0);
-  expect(l2.session.progress.bytesUploaded + l1.session.progress.bytesUploaded).toBeGreaterThanOrEqual(2 * metainfo.totalLength);
+  // Every byte leech-22 and leech-23 hold came from a leech; which of the three sent it is up to the picker
+  // (leech-23 passes pieces on to leech-22 too).
+  const leechUploads = [l1, l2, l3].reduce((sum, l) => sum + l.session.progress.bytesUploaded, 0);
+  expect(leechUploads).toBeGreaterThanOrEqual(2 * metainfo.totalLength);
   console.log(
     `uploaded: ${[seed, l1, l2, l3].map((a) => `${a.name} ${(a.session.progress.bytesUploaded / MiB).toFixed(2)} MiB`).join(', ')}`,
   );
