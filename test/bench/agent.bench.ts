@@ -14,7 +14,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CertificateAuthority, generateRsaKeyPair } from '@shoal/pki';
-import { type AgentProcess, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
+import { type AgentProcess, agentStatus, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
 import { plainTlsSeconds } from './plain-tls';
 
 const RESULTS_DIR = join(__dirname, 'results');
@@ -82,9 +82,7 @@ export async function agentBench(argv: string[]): Promise<void> {
     while (!completePath) {
       await new Promise((r) => setTimeout(r, 50));
       peak = Math.max(peak, peakRssMiB(leech.process.pid as number));
-      const status = JSON.parse(runShoal(['status', '--data-dir', dirB, '--json']).stdout) as {
-        packages: { complete: boolean; path: string | null; verifiedPieces: number; totalPieces: number }[];
-      };
+      const status = await agentStatus(dirB);
       const p = status.packages[0];
       if (p && p.verifiedPieces > 0) firstPieceSeconds ??= elapsed();
       if (p && p.verifiedPieces === p.totalPieces) allVerifiedSeconds ??= elapsed();

@@ -16,10 +16,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
-import { type IncomingMessage, request as httpRequest } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { type AgentPackageStatus, SHOAL_BIN, runShoal, scratchDir } from '@shoal/testing';
+import { type AgentPackageStatus, SHOAL_BIN, agentStatus, runShoal, scratchDir } from '@shoal/testing';
 import type { CommandResult, Lab, LabHost, LabProcess } from './lab';
 
 /** The controller's REST API, which also serves the webseed origin at /origin/. */
@@ -220,7 +220,7 @@ export async function startShoalLab(lab: Lab): Promise<ShoalLab> {
     };
 
     const packageStatus: ShoalLab['packageStatus'] = async (agent, release) => {
-      const status = (await getUnixJson(join(agent.dataDir, 'agent.sock'), '/status')) as { packages: AgentPackageStatus[] };
+      const status = await agentStatus(agent.dataDir);
       return status.packages.find((p) => p.name === release.name && p.version === release.version);
     };
 
@@ -326,21 +326,6 @@ function parseMaybeJson(text: string): unknown {
   } catch {
     return text;
   }
-}
-
-/** GET a JSON document over a unix socket (an agent's status API). */
-function getUnixJson(socketPath: string, path: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath, path, method: 'GET' }, (res) => {
-      void readBody(res).then((text) => {
-        if (res.statusCode !== 200) reject(new Error(`${socketPath} ${path}: HTTP ${res.statusCode}`));
-        else resolve(JSON.parse(text));
-      }, reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(5000, () => req.destroy(new Error(`${socketPath} ${path}: timeout`)));
-    req.end();
-  });
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -154,4 +155,47 @@ export async function startAgentProcess(options: { dataDir: string; env?: NodeJS
   );
   const line = await started.ready<{ agentId: string; peerPort: number }>('agent started', options.timeoutMs ?? 30_000);
   return { process: started.child, dataDir: options.dataDir, agentId: line.agentId, peerPort: line.peerPort, logs: started.logs, stop: started.stop };
+}
+
+export interface AgentPackageStatus {
+  name: string;
+  version: string;
+  complete: boolean;
+  verifiedPieces: number;
+  totalPieces: number;
+  bytesDownloaded: number;
+  bytesFromWebseed: number;
+  bytesUploaded: number;
+  peers: number;
+  corruptPieces: number;
+  path: string | null;
+}
+
+/**
+ * An agent's /status, from its status API on `<dataDir>/agent.sock`: a few hundred microseconds,
+ * where `shoal status` starts a whole Node process (benchmarks poll it every 50 ms).
+ */
+export function agentStatus(dataDir: string): Promise<{ packages: AgentPackageStatus[] }> {
+  return getUnixJson(join(dataDir, 'agent.sock'), '/status') as Promise<{ packages: AgentPackageStatus[] }>;
+}
+
+/** GET a JSON document from an HTTP server on a unix socket (the agent's status API). */
+function getUnixJson(socketPath: string, path: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ socketPath, path, method: 'GET', agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          if (res.statusCode !== 200) throw new Error(`${socketPath} ${path}: HTTP ${res.statusCode}`);
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error(`${socketPath} ${path}: timeout`)));
+    req.end();
+  });
 }

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { type TestFleet, startTestFleet } from './fleet';
-import { type AgentProcess, runShoal, scratchDir, startAgentProcess } from './processes';
+import { type AgentPackageStatus, type AgentProcess, agentStatus, runShoal, scratchDir, startAgentProcess } from './processes';
 
 /**
  * A whole fleet on loopback for swarm tests and the demo: a controller (real process) serving a
@@ -39,19 +38,6 @@ export interface PublishedRelease {
 }
 
 /** What an agent's status API says about one package. */
-export interface AgentPackageStatus {
-  name: string;
-  version: string;
-  complete: boolean;
-  verifiedPieces: number;
-  totalPieces: number;
-  bytesDownloaded: number;
-  bytesFromWebseed: number;
-  bytesUploaded: number;
-  peers: number;
-  corruptPieces: number;
-  path: string | null;
-}
 
 export interface SwarmFleet {
   fleet: TestFleet;
@@ -114,7 +100,7 @@ export async function startSwarmFleet(options: SwarmFleetOptions): Promise<Swarm
     const status = (agent: string): Promise<{ packages: AgentPackageStatus[] }> => {
       const process = agents.get(agent);
       if (!process) return Promise.reject(new Error(`no agent ${agent}`));
-      return getJson(join(process.dataDir, 'agent.sock'), '/status') as Promise<{ packages: AgentPackageStatus[] }>;
+      return agentStatus(process.dataDir);
     };
 
     return {
@@ -193,23 +179,3 @@ async function writeContent(path: string, content: number | Buffer): Promise<voi
   }
 }
 
-/** GET a JSON document from an HTTP server on a unix socket (the agent's status API). */
-function getJson(socketPath: string, path: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath, path, method: 'GET', agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          if (res.statusCode !== 200) throw new Error(`${path}: HTTP ${res.statusCode}`);
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch (err) {
-          reject(err);
-        }
-      });
-    });
-    req.on('error', reject);
-    req.setTimeout(5000, () => req.destroy(new Error(`${path}: timeout`)));
-    req.end();
-  });
-}
