@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import type { Metainfo, PackageFile } from '@shoal/torrent';
 import { type Gate, type PacedReads, pacedReads } from '../bandwidth';
 import { WebseedError } from './errors';
@@ -82,8 +82,10 @@ export class WebseedClient {
       throw new WebseedError('WEBSEED_BAD_OPTIONS', `maxConcurrent must be a positive integer, got ${this.maxConcurrent}`);
     }
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new WebseedError('WEBSEED_BAD_OPTIONS', `timeoutMs must be positive, got ${this.timeoutMs}`);
-    const ca = options.ca === undefined ? undefined : [...rootCertificates, options.ca.toString()];
-    this.httpsAgent = new HttpsAgent({ keepAlive: true, scheduling: 'lifo', ...(ca ? { ca } : {}) });
+    // Parsed once: given `ca`, each new connection built its own context from Node's ~140 root
+    // certificates plus ours (about 2 % of a lab agent's CPU).
+    const secureContext = options.ca === undefined ? undefined : createSecureContext({ ca: [...rootCertificates, options.ca.toString()] });
+    this.httpsAgent = new HttpsAgent({ keepAlive: true, scheduling: 'lifo', ...(secureContext ? { secureContext } : {}) });
     this.httpAgent = new HttpAgent({ keepAlive: true, scheduling: 'lifo' });
   }
 
