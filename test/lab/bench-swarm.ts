@@ -1,7 +1,7 @@
 /**
  * `npm run bench:swarm -- [--scenario a|b|c|d] [--hosts H] [--size 64MiB] [--up 20mbit]
  *                         [--seed-up RATE] [--origin-up RATE|none] [--down RATE] [--piece-length 256K]
- *                         [--swarm JSON] [--no-libtorrent | --only-libtorrent]`
+ *                         [--swarm JSON] [--profile DIR] [--no-libtorrent | --only-libtorrent]`
  *
  * Shoal in the multi-host lab (test/lab/lab.ts): one seeding host (or the origin alone) and N
  * downloaders with shaped uplinks; reports per-host completion, bytes each host sent (interface
@@ -19,6 +19,8 @@
  * The origin (the controller's REST/origin port on the infrastructure host) is capped at
  * --origin-up, default --up (d: --seed-up if given); `--origin-up none` leaves it unshaped.
  * --swarm JSON is given to every Shoal agent as SHOAL_SWARM (e.g. '{"webseed":"never"}').
+ * --profile DIR writes a CPU profile of each Shoal agent into DIR (<agent>.cpuprofile; a later
+ * scenario overwrites an earlier one's, so pick one scenario).
  * --no-libtorrent skips the libtorrent runs, --only-libtorrent the Shoal ones.
  *
  * Needs root (network namespaces, tc) and redis-server; runs `npm run build` first. The libtorrent
@@ -26,7 +28,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cleanupLeftovers, formatRate, labUnavailableReason, parseRate } from './lab';
 import { probeLibtorrent, runLibtorrentScenario } from './libtorrent-run';
@@ -62,6 +64,7 @@ function parseOptions(argv: string[]): BenchOptions {
       down: { type: 'string' },
       'piece-length': { type: 'string', default: '256K' },
       swarm: { type: 'string' },
+      profile: { type: 'string' },
       'no-libtorrent': { type: 'boolean', default: false },
       'only-libtorrent': { type: 'boolean', default: false },
     },
@@ -82,6 +85,7 @@ function parseOptions(argv: string[]): BenchOptions {
     ...(values.down ? { download: parseRate(values.down) } : {}),
     ...(originUp ? { originUpload: originUp } : {}),
     ...(values.swarm ? { agentEnv: { SHOAL_SWARM: values.swarm } } : {}),
+    ...(values.profile ? { profileDir: resolve(values.profile) } : {}),
   };
   const equal = (count: number): number[] => Array.from({ length: count }, () => up);
   const chosen = values.scenario ?? 'abcd';

@@ -54,6 +54,8 @@ export interface LabAgentSpec {
   labels?: Record<string, string>;
   /** Extra environment for this agent. */
   env?: NodeJS.ProcessEnv;
+  /** Node flags before the agent's script, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR']. */
+  nodeArgs?: string[];
   /** Imported before the agent starts, so it starts as a seed of this release. */
   seed?: LabRelease;
 }
@@ -204,7 +206,7 @@ export async function startShoalLab(lab: Lab): Promise<ShoalLab> {
     };
 
     const startAgent = async (spec: LabAgentSpec, dataDir: string): Promise<LabAgent> => {
-      const agentProcess = lab.spawn(spec.host, [process.execPath, SHOAL_BIN, 'agent', 'start', '--data-dir', dataDir], {
+      const agentProcess = lab.spawn(spec.host, [process.execPath, ...(spec.nodeArgs ?? []), SHOAL_BIN, 'agent', 'start', '--data-dir', dataDir], {
         env: {
           SHOAL_PEER_LISTEN: `${spec.host.address}:${PEER_PORT}`,
           SHOAL_ADVERTISE_ADDRESS: spec.host.address,

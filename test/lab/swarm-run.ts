@@ -47,6 +47,8 @@ export interface SwarmScenario {
   originUpload?: number;
   /** Environment for every Shoal agent (e.g. SHOAL_SWARM). */
   agentEnv?: NodeJS.ProcessEnv;
+  /** Writes a CPU profile of every Shoal agent into this folder (profile files are named by pid). */
+  profileDir?: string;
   /** Give up after this long from the fetch commands; default max(120 s, 10 T*). */
   timeoutSeconds?: number;
 }
@@ -293,6 +295,7 @@ export const shoalAgents: SwarmClientKind = {
         labels: { region: 'lab', zone: 'lab-1', site: 'lab-1', role: seed ? 'seed' : 'downloader' },
         ...(seed ? { seed: release } : {}),
         ...(scenario.agentEnv ? { env: scenario.agentEnv } : {}),
+        ...(scenario.profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${scenario.profileDir}`, `--cpu-prof-name=${seed ? 'seed' : `dl-${seeded ? i : i + 1}`}.cpuprofile`] } : {}),
       };
     });
     const agents = await infra.startAgents(specs);
