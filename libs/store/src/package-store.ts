@@ -177,6 +177,9 @@ export class PackageStore {
   private readonly handles: HandlePool;
   private readonly lock = new Mutex();
   private readonly inflight = new Map<number, Promise<WriteResult>>();
+  /** Pieces written, waiting for the next group commit of WRITTEN records (`recordWritten`). */
+  private toRecord: { slot: Slot; index: number }[] = [];
+  private recordRound: Promise<void> | undefined;
   /** Files being rewritten whole by `adoptFile`, by slot key: writes to them wait (never fail). */
   private readonly cloning = new Map<number, Promise<void>>();
   private readonly ops = new Set<Promise<unknown>>();
@@ -369,15 +372,34 @@ export class PackageStore {
    * made durable with its batch. The one way a piece becomes verified while the store is open.
    */
   private async recordVerified(slot: Slot, index: number): Promise<void> {
-    await this.lock.run(async () => {
-      await this.appendRecords(RECORD_WRITTEN, [index]);
-      this.verified.set(index);
-      this.pending.push(index);
-      this.dirty.add(slot.key);
-    });
+    await this.recordWritten(slot, index);
     if (this.pending.length >= this.syncEveryPieces || this.now() - this.lastSync >= this.syncIntervalMs) {
       await this.lock.run(() => this.syncLocked());
     }
+  }
+
+  /**
+   * Group commit: the WRITTEN records of every piece whose data landed while the previous append
+   * (or a sync) held the journal go out in one write. One append per piece, one after the other,
+   * capped a loopback download at the journal's round-trip rate: a leech sat with all its piece
+   * slots waiting here and no request outstanding. Rejects every piece of the round if the
+   * append fails.
+   */
+  private recordWritten(slot: Slot, index: number): Promise<void> {
+    this.toRecord.push({ slot, index });
+    this.recordRound ??= this.lock.run(async () => {
+      // Pieces that arrive from here on wait for the next round.
+      const round = this.toRecord;
+      this.toRecord = [];
+      this.recordRound = undefined;
+      await this.appendRecords(RECORD_WRITTEN, round.map((r) => r.index));
+      for (const r of round) {
+        this.verified.set(r.index);
+        this.pending.push(r.index);
+        this.dirty.add(r.slot.key);
+      }
+    });
+    return this.recordRound;
   }
 
   /**

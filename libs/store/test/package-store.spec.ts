@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { BLOCK_SIZE, FileHashTree, blockHashes, pieceLayerOf, verifyPackageData } from '@shoal/torrent';
 import { COMPLETE_MARKER, PackageStore, StoreError } from '../src';
-import { KiB, MiB, type SourcePackage, cleanupTemp, flipBit, makePackage, range, shuffled, tempDir } from './support';
+import { KiB, MiB, type SourcePackage, cleanupTemp, faultyFs, flipBit, makePackage, range, shuffled, tempDir } from './support';
 
 afterAll(cleanupTemp);
 
@@ -118,6 +118,29 @@ describe('PackageStore: a package from nothing to complete', () => {
     await store.close();
     const again = await PackageStore.open({ root, metainfo: pkg.metainfo });
     expect(again.resume).toMatchObject({ trusted: pkg.metainfo.numPieces, rehashed: 0, badRecords: 0 });
+    await again.close();
+  });
+
+  test('pieces that land together share journal appends (group commit), and all survive a reopen', async () => {
+    const dir = await tempDir();
+    const pkg = await makePackage(dir, 'g', { a: MiB }, 16 * KiB);
+    const root = join(dir, 'store');
+    let journalWrites = 0;
+    const fs = faultyFs((op, path) => {
+      if (op === 'write' && path.endsWith('pieces.journal')) journalWrites++;
+      return undefined;
+    });
+    const store = await PackageStore.open({ root, metainfo: pkg.metainfo, fs, journal: { syncEveryPieces: 1000, syncIntervalMs: 3_600_000 } });
+    const pieces = range(24);
+    const data = await Promise.all(pieces.map((i) => pkg.piece(i)));
+    const before = journalWrites;
+    expect(await Promise.all(pieces.map((i) => store.writePiece(i, data[i] as Buffer)))).toEqual(pieces.map(() => 'verified'));
+    expect(journalWrites - before).toBeLessThan(pieces.length / 2);
+    expect(store.have().indices()).toEqual(pieces);
+    await store.close();
+    const again = await PackageStore.open({ root, metainfo: pkg.metainfo });
+    expect(again.resume).toMatchObject({ trusted: pieces.length, rehashed: 0, badRecords: 0 });
+    expect(again.have().indices()).toEqual(pieces);
     await again.close();
   });
 });
