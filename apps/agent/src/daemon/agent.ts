@@ -196,7 +196,10 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     if (entry.session.isComplete()) return;
     const candidates = found
       .map((peer) => ({ ...peer, id: peer.agentId ?? `${peer.addresses[0] ?? ''}:${peer.port}` }))
-      .filter((peer) => peer.agentId !== agentId && !entry.dialled.has(peer.id) && peer.addresses.length > 0);
+      // A peer that dialled us is connected too: dialling it back made a duplicate that one side
+      // closes, and its closing freed the peer for the next discovery round to dial again (a
+      // 16-agent lab run kept making TLS handshakes to the end of the transfer).
+      .filter((peer) => peer.agentId !== agentId && !entry.dialled.has(peer.id) && !(peer.agentId && entry.session.isConnectedTo(peer.agentId)) && peer.addresses.length > 0);
     for (const c of candidates) if (c.agentId) peerLocations.set(c.agentId, c.location);
     const slots = Math.min(config.maxPeersPerPackage - entry.dialled.size, config.maxConnections - connectionCount());
     for (const peer of entry.session.swarm.rankCandidates(candidates, selfLocation, agentId, slots)) {

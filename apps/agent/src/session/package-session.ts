@@ -332,6 +332,12 @@ export class PackageSession extends EventEmitter {
     };
   }
 
+  /** True while a connection with this peer (either side dialled it) is open. */
+  isConnectedTo(peerName: string): boolean {
+    for (const link of this.links.values()) if (link.name === peerName && !link.closed) return true;
+    return false;
+  }
+
   isComplete(): boolean {
     return this.swarm.isComplete();
   }
