@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { formatIp } from '@shoal/dht';
-import { type SwarmAction, type SwarmConfig, type SwarmPeerStats, type SwarmProgress, Swarm, type WebseedReason } from '@shoal/swarm';
+import { DEFAULT_SWARM_CONFIG, type SwarmAction, type SwarmConfig, type SwarmPeerStats, type SwarmProgress, Swarm, type WebseedReason } from '@shoal/swarm';
 import type { Location } from '@shoal/topology';
 import { type BDict, BLOCK_SIZE, HASH_SIZE, type Metainfo, ShoalError, blockHashes, truncatedInfoHash } from '@shoal/torrent';
 import {
@@ -152,8 +152,19 @@ export class SessionError extends ShoalError {
 const DEFAULT_TICK_MS = 1000;
 const DEFAULT_MAX_READS_PER_PEER = 8;
 const MAX_BLOCKS_PER_READ = 16;
-/** Spare piece buffers kept for reuse: enough for a burst of completions, few enough to stay small. */
-const MAX_SPARE_BUFFERS = 8;
+/**
+ * Bytes of pieces being assembled at once, unless the swarm settings name maxPiecesInFlight:
+ * the default piece length grows with the package (about 2,048 pieces), and 32 pieces in flight
+ * of a 32 GiB package's 16 MiB pieces would be 512 MiB. 32 MiB keeps 32 pieces up to 1 MiB long
+ * (loopback throughput is the same with 8) and never fewer than 2.
+ */
+const PIECE_ASSEMBLY_BYTES = 32 * 1024 * 1024;
+
+function piecesInFlightFor(pieceLength: number): number {
+  return Math.max(2, Math.min(DEFAULT_SWARM_CONFIG.maxPiecesInFlight, Math.floor(PIECE_ASSEMBLY_BYTES / pieceLength)));
+}
+/** Bytes of spare piece buffers kept for reuse: a few pieces' worth (none of pieces above it). */
+const MAX_SPARE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The agent's adapter for one package's swarm: joins admitted TLS sockets (PeerLink +
@@ -261,7 +272,7 @@ export class PackageSession extends EventEmitter {
       space: this.geometry.space,
       have,
       selfName: this.selfName,
-      config: options.swarm,
+      config: { maxPiecesInFlight: piecesInFlightFor(this.geometry.pieceLength), ...options.swarm },
       random: options.random ?? Math.random,
       now: this.clock(),
       webseed: this.webseed?.available === true,
@@ -676,7 +687,7 @@ export class PackageSession extends EventEmitter {
 
   /** Keeps a piece buffer the store has settled (it holds no reference once writePiece resolved). */
   private recycle(buffer: Buffer): void {
-    if (buffer.length === this.geometry.pieceLength && this.spareBuffers.length < MAX_SPARE_BUFFERS) this.spareBuffers.push(buffer);
+    if (buffer.length === this.geometry.pieceLength && (this.spareBuffers.length + 1) * buffer.length <= MAX_SPARE_BYTES) this.spareBuffers.push(buffer);
   }
 
   private fetchFromWebseed(index: number, reason: WebseedReason): void {
