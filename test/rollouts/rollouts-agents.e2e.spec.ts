@@ -44,15 +44,17 @@ interface RolloutView {
   bytes: { fromPeers: number; fromOrigin: number };
 }
 
-async function untilFinished(id: string, timeoutMs = 90_000): Promise<RolloutView> {
+async function untilView(id: string, done: (view: RolloutView) => boolean, timeoutMs = 90_000): Promise<RolloutView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const view = (await swarm.fleet.rest<RolloutView>('GET', `/v1/rollouts/${id}`)).body;
-    if (['succeeded', 'failed', 'aborted'].includes(view.state)) return view;
+    if (done(view)) return view;
     if (Date.now() > deadline) throw new Error(`rollout ${id} still ${JSON.stringify(view)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+const untilFinished = (id: string): Promise<RolloutView> => untilView(id, (view) => ['succeeded', 'failed', 'aborted'].includes(view.state));
 
 async function create(body: object): Promise<RolloutView> {
   const created = await swarm.fleet.rest<RolloutView>('POST', '/v1/rollouts', { json: body });
@@ -100,8 +102,12 @@ test('an install hook failing on the two agents of wave 1 with a 90 % gate fails
   const done = await untilFinished(created.id);
   expect(done.state).toBe('failed');
   expect(done.waves.map((w) => w.state)).toEqual(['failed', 'waiting', 'waiting']);
-  expect(done.failures).toHaveLength(2);
-  for (const failure of done.failures) {
+  // The gate is decided by the first failure (1 of 2 cannot reach 90 %); the other agent of wave 1,
+  // already commanded, finishes its fetch and install and reports after that (on a loaded CI
+  // machine, seconds after).
+  const settled = await untilView(created.id, (view) => view.failures.length >= 2);
+  expect(settled.failures).toHaveLength(2);
+  for (const failure of settled.failures) {
     expect(failure.exitCode).toBe(3);
     expect(failure.message).toMatch(/smoke test failed on edge-\d/);
   }
