@@ -52,6 +52,12 @@ const MAX_LISTED = 200;
 /** Prefix of the command ids of rollout fetches: the agent echoes them in its result. */
 const COMMAND_PREFIX = 'rollout/';
 
+interface AgentReports {
+  /** Reports not started yet, by kind, oldest first. */
+  waiting: Map<string, () => Promise<void>>;
+  draining: boolean;
+}
+
 export interface CreateRolloutInput {
   release: string;
   selector?: unknown;
@@ -125,8 +131,8 @@ export class RolloutsService {
   /** Resolves once the first reconcile has rebuilt the report index: reports wait for it. */
   private readonly ready: Promise<void>;
   private markReady: () => void = () => undefined;
-  /** The tail of each agent's report queue: one agent's reports are handled one at a time, in order. */
-  private readonly reportQueues = new Map<string, Promise<void>>();
+  /** Each agent's reports waiting to be handled (see `handle`). */
+  private readonly reportQueues = new Map<string, AgentReports>();
   private closing = false;
 
   constructor(
@@ -153,19 +159,37 @@ export class RolloutsService {
   }
 
   private readonly onHello = (e: HelloEvent) => this.handle(e.agentId, 'hello', () => this.hello(e));
-  private readonly onProgress = (e: ReleaseProgressEvent) => this.handle(e.agentId, 'progress', () => this.progress(e.agentId, e.progress));
-  private readonly onResult = (e: CommandResultEvent) => this.handle(e.agentId, 'result', () => this.result(e));
+  private readonly onProgress = (e: ReleaseProgressEvent) =>
+    this.handle(e.agentId, `progress ${e.progress.name}@${e.progress.version} ${e.progress.rolloutId}`, () => this.progress(e.agentId, e.progress));
+  private readonly onResult = (e: CommandResultEvent) => this.handle(e.agentId, `result ${e.commandId}`, () => this.result(e));
 
   /**
-   * Queues a report behind the agent's earlier ones (a retried "fetching" must not land after the
-   * "installed" that followed it), once the report index is rebuilt.
+   * An agent's reports are handled one at a time, in arrival order (a retried "fetching" must not
+   * land after the "installed" that followed it), once the report index is rebuilt. Each report
+   * is a snapshot, so a newer one of the same kind (`key`) replaces the one still waiting: while
+   * Redis is away the queue holds one report per kind, not one per second per agent.
    */
-  private handle(agentId: string, what: string, work: () => Promise<void>): void {
-    const tail = (this.reportQueues.get(agentId) ?? this.ready).then(() => this.untilHandled(agentId, what, work));
-    this.reportQueues.set(agentId, tail);
-    void tail.then(() => {
-      if (this.reportQueues.get(agentId) === tail) this.reportQueues.delete(agentId);
-    });
+  private handle(agentId: string, key: string, work: () => Promise<void>): void {
+    let reports = this.reportQueues.get(agentId);
+    if (!reports) {
+      reports = { waiting: new Map(), draining: false };
+      this.reportQueues.set(agentId, reports);
+    }
+    reports.waiting.delete(key);
+    reports.waiting.set(key, work);
+    if (!reports.draining) void this.drain(agentId, reports);
+  }
+
+  private async drain(agentId: string, reports: AgentReports): Promise<void> {
+    reports.draining = true;
+    await this.ready;
+    for (let next = reports.waiting.entries().next(); !next.done; next = reports.waiting.entries().next()) {
+      const [key, work] = next.value;
+      reports.waiting.delete(key);
+      await this.untilHandled(agentId, key, work);
+    }
+    reports.draining = false;
+    this.reportQueues.delete(agentId);
   }
 
   /** Never rejects: a report that cannot be handled is logged and dropped after its attempts. */
