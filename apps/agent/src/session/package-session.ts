@@ -301,7 +301,7 @@ export class PackageSession extends EventEmitter {
     };
     if (this.closing) return refuse(new SessionPeerError('SESSION_CLOSED', 'the session is closed'));
     if (socket.destroyed) return refuse(new SessionPeerError('SOCKET_ERROR', 'socket already closed'));
-    const twin = [...this.links.values()].find((l) => l.name === peerName && !l.closed);
+    const twin = this.openLinkTo(peerName);
     if (twin) {
       // Both sides dialled each other: keep, on both sides alike, the connection the lower id initiated.
       const kept = this.selfName < peerName ? 'initiator' : 'acceptor';
@@ -345,8 +345,12 @@ export class PackageSession extends EventEmitter {
 
   /** True while a connection with this peer (either side dialled it) is open. */
   isConnectedTo(peerName: string): boolean {
-    for (const link of this.links.values()) if (link.name === peerName && !link.closed) return true;
-    return false;
+    return this.openLinkTo(peerName) !== undefined;
+  }
+
+  private openLinkTo(peerName: string): PeerLink | undefined {
+    for (const link of this.links.values()) if (link.name === peerName && !link.closed) return link;
+    return undefined;
   }
 
   isComplete(): boolean {
