@@ -1,7 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { type AnnounceRequest, type AnnounceResponse, type PeerMessage, shoalV1 } from '@shoal/proto';
 import fc from 'fast-check';
-import { withCachedPeerEncoding } from '../src/grpc/servers';
+import { ServerCredentials } from '@grpc/grpc-js';
+import { withCachedPeerEncoding, withoutNagle } from '../src/grpc/servers';
 
 const standard = shoalV1().Tracker.service.Announce as grpc.MethodDefinition<AnnounceRequest, AnnounceResponse>;
 const cached = withCachedPeerEncoding(shoalV1().Tracker.service).Announce as grpc.MethodDefinition<AnnounceRequest, AnnounceResponse>;
@@ -36,4 +37,11 @@ test('answers encoded from cached peer entries decode exactly as the standard en
     ),
     { numRuns: 200 },
   );
+});
+
+test('the servers accept connections with Nagle off, keeping their TLS options', () => {
+  const credentials = ServerCredentials.createSsl(null, [{ private_key: Buffer.from('key'), cert_chain: Buffer.from('cert') }], true);
+  const before = credentials._getConstructorOptions();
+  expect(withoutNagle(credentials)._getConstructorOptions()).toEqual({ ...before, noDelay: true });
+  expect(before?.requestCert).toBe(true);
 });

@@ -5,7 +5,7 @@ import type { AgentReport, ControllerCommand, ReleaseProgressMessage } from '@sh
 import { ShoalError } from '@shoal/torrent';
 import type { FleetPki } from '../pki/fleet-pki';
 import type { AgentRegistry } from '../registry/agents.service';
-import { peerCertificateOf, statusFor } from '../grpc/calls';
+import { callerOf, statusFor } from '../grpc/calls';
 
 type ControlCall = grpc.ServerDuplexStream<AgentReport, ControllerCommand>;
 
@@ -52,7 +52,7 @@ export class ControlStreams extends EventEmitter {
     let agentId: string;
     let serial: string;
     try {
-      const identity = this.pki.identify(peerCertificateOf(call).peerCertificate);
+      const identity = this.pki.identify(callerOf(call).peerCertificate);
       if (identity.role !== 'agent') throw new ShoalError('AUTH_NOT_AN_AGENT', 'only agent certificates may open a control stream');
       agentId = identity.agentId;
       serial = identity.serial;

@@ -100,8 +100,8 @@ export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort
   mtlsServer.addService(v1.Control.service, { Stream: deps.control.handler });
 
   const ca = Buffer.from(deps.tls.caPem);
-  const enrollPort = await bind(enrollServer, listen.enroll, grpc.ServerCredentials.createSsl(null, keyCertPairs, false));
-  const mtlsPort = await bind(mtlsServer, listen.mtls, grpc.ServerCredentials.createSsl(ca, keyCertPairs, true));
+  const enrollPort = await bind(enrollServer, listen.enroll, withoutNagle(grpc.ServerCredentials.createSsl(null, keyCertPairs, false)));
+  const mtlsPort = await bind(mtlsServer, listen.mtls, withoutNagle(grpc.ServerCredentials.createSsl(ca, keyCertPairs, true)));
   return {
     enrollPort,
     mtlsPort,
@@ -139,6 +139,20 @@ export function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.Se
         Buffer.concat([announce.responseSerialize({ ...response, peers: [] }), ...response.peers.map(entryOf)]),
     },
   };
+}
+
+/**
+ * Turns Nagle's algorithm off on every accepted connection. grpc-js leaves it on for the
+ * sockets its server accepts, and writes an answer's headers, message and trailers as separate
+ * writes: the last ones then waited for the client's delayed ACK, up to 40 ms. The tracker
+ * benchmark showed it as a p99 of 35-50 ms at 2,000 announces/s with the controller half idle.
+ * The option reaches net.Server through the constructor options grpc-js passes to
+ * http2.createSecureServer.
+ */
+export function withoutNagle(credentials: grpc.ServerCredentials): grpc.ServerCredentials {
+  const constructorOptions = credentials._getConstructorOptions();
+  if (constructorOptions) credentials._getConstructorOptions = () => ({ ...constructorOptions, noDelay: true });
+  return credentials;
 }
 
 function bind(server: grpc.Server, at: HostPort, credentials: grpc.ServerCredentials): Promise<number> {
