@@ -120,6 +120,21 @@ test('a revoked certificate is refused', async () => {
   expect(await verdict).toBe('PEER_REVOKED');
 });
 
+test('a certificate admitted before is refused once revoked (identities are remembered, verdicts are not)', async () => {
+  const later = agent('revoked-later');
+  const first = serverVerdict();
+  const connection = await dial(later);
+  expect(await first).toBe('admitted');
+  connection.socket.destroy();
+  revoked.add(later.serial);
+  const second = serverVerdict();
+  await dial(later).then(
+    (c) => new Promise((resolve) => c.socket.once('close', resolve)),
+    () => undefined,
+  );
+  expect(await second).toBe('PEER_REVOKED');
+});
+
 test('a certificate whose scope excludes the package is refused', async () => {
   const verdict = serverVerdict();
   await dial(agent('db-only', { scopes: ['db-server'] })).then(

@@ -12,6 +12,7 @@ import {
   type PeerInfo,
   canonicalIp,
   decodeMessage,
+  nodeIdFromHex,
   nodeIdFromPublicKeyDer,
   parseRoutingState,
 } from '@shoal/dht';
@@ -425,7 +426,7 @@ export class DhtService {
 
   private adopt(connection: FleetConnection, direction: 'inbound' | 'outbound', dialledPort?: number): DhtLink {
     const { socket, peer } = connection;
-    const id = nodeIdFromPublicKeyDer(publicKeyDer(connection.certificate));
+    const id = nodeIdFromHex(connection.peer.publicKeySha256);
     if (id.equals(this.id)) throw new DhtTransportError('DHT_SELF', 'a connection to this node itself');
     if (this.links.size >= MAX_CONNECTIONS) this.closeIdlest();
     const site = this.options.siteOf(peer.agentId);

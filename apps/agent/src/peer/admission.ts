@@ -46,12 +46,35 @@ export function admitFleetAgent(certificateDer: Buffer | undefined, fleet: strin
   if (!certificateDer || certificateDer.length === 0) throw new AdmissionError('PEER_NO_CERTIFICATE', 'peer presented no certificate');
   let identity: PeerIdentity;
   try {
-    identity = readPeerIdentity(certificateDer, { fleet });
+    identity = identityOf(certificateDer, fleet);
   } catch (err) {
     throw new AdmissionError('PEER_NOT_FLEET', `peer certificate does not name an agent of fleet ${fleet}: ${(err as Error).message}`, { cause: err });
   }
   if (identity.role !== 'agent') throw new AdmissionError('PEER_NOT_AN_AGENT', 'peer certificate is not an agent certificate');
   if (isRevoked(identity.serial)) throw new AdmissionError('PEER_REVOKED', `certificate ${identity.serial} of ${identity.agentId} is revoked`);
+  return identity;
+}
+
+/** Certificates whose identity is remembered, at most (the fleet's peers of a few packages). */
+const IDENTITY_MEMO_LIMIT = 4096;
+const identities = new Map<string, Readonly<PeerIdentity>>();
+
+/**
+ * The identity a certificate names, read once per certificate and process: every agent connects
+ * to the same peers for each package and for the DHT, and decoding the certificate, exporting its
+ * key and hashing it was a tenth of an agent's CPU while a 16-host swarm started up. Only the
+ * reading is remembered; revocation and scope are checked on every connection.
+ */
+function identityOf(der: Buffer, fleet: string): Readonly<PeerIdentity> {
+  const key = `${fleet}\n${der.toString('base64')}`;
+  let identity = identities.get(key);
+  if (!identity) {
+    identity = readPeerIdentity(der, { fleet });
+    Object.freeze(identity.packageScopes);
+    Object.freeze(identity);
+    if (identities.size >= IDENTITY_MEMO_LIMIT) identities.delete(identities.keys().next().value as string);
+    identities.set(key, identity);
+  }
   return identity;
 }
 

@@ -1,4 +1,3 @@
-import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { type SecureContext, type TLSSocket, type Server, connect, createSecureContext, createServer } from 'node:tls';
@@ -15,8 +14,6 @@ export interface TlsIdentity {
 export interface FleetConnection {
   socket: TLSSocket;
   peer: AgentIdentity;
-  /** The certificate admission read (a TLS 1.3 client cannot read it again once session tickets arrive). */
-  certificate: X509Certificate;
 }
 
 export interface AdmittedConnection extends FleetConnection {
@@ -123,9 +120,8 @@ export class PeerServer extends EventEmitter {
     const pkg = this.options.packageFor((socket.servername || '').toLowerCase());
     try {
       if (!pkg) throw new AdmissionError('PEER_UNKNOWN_PACKAGE', 'no SNI naming a package');
-      const certificate = socket.getPeerX509Certificate();
-      const peer = admitPeer(certificate?.raw, pkg, this.options.fleet, this.options.isRevoked);
-      const connection = { socket, peer, pkg, certificate: certificate as X509Certificate };
+      const peer = admitPeer(socket.getPeerX509Certificate()?.raw, pkg, this.options.fleet, this.options.isRevoked);
+      const connection = { socket, peer, pkg };
       socket.setNoDelay(true);
       this.live.set(socket, connection);
       socket.once('close', () => this.live.delete(socket));
@@ -137,16 +133,15 @@ export class PeerServer extends EventEmitter {
 
   /** DHT connections are the DHT node's to track and close (revocations included). */
   private admitDht(socket: TLSSocket, acceptDht: (connection: FleetConnection) => void): void {
-    const certificate = socket.getPeerX509Certificate();
     let peer: AgentIdentity;
     try {
-      peer = admitFleetAgent(certificate?.raw, this.options.fleet, this.options.isRevoked);
+      peer = admitFleetAgent(socket.getPeerX509Certificate()?.raw, this.options.fleet, this.options.isRevoked);
     } catch (err) {
       this.refuse(socket, err);
       return;
     }
     socket.setNoDelay(true);
-    acceptDht({ socket, peer, certificate: certificate as X509Certificate });
+    acceptDht({ socket, peer });
   }
 
   private refuse(socket: TLSSocket, err: unknown): void {
@@ -197,6 +192,7 @@ function dialFleetAgent(
   admit: (certificateDer: Buffer | undefined) => AgentIdentity,
 ): Promise<FleetConnection> {
   return new Promise((resolve, reject) => {
+    let certificateDer: Buffer | undefined;
     const socket = connect({
       ...TLS_OPTIONS,
       host: options.host,
@@ -204,8 +200,12 @@ function dialFleetAgent(
       servername: options.servername,
       secureContext: clientContextFor(options.identity),
       rejectUnauthorized: true,
-      // Peers are named by certificate identity, not by host name: `admit` checks it below.
-      checkServerIdentity: () => undefined,
+      // Peers are named by certificate identity, not by host name: `admit` checks it below, on
+      // the certificate Node decoded for this call (reading it again from the socket costs as much).
+      checkServerIdentity: (_host, certificate) => {
+        certificateDer = certificate.raw;
+        return undefined;
+      },
     });
     const timer = setTimeout(() => socket.destroy(new Error('TLS handshake timed out')), options.timeoutMs ?? 10_000);
     socket.once('error', (err) => {
@@ -215,10 +215,9 @@ function dialFleetAgent(
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       try {
-        const certificate = socket.getPeerX509Certificate();
-        const peer = admit(certificate?.raw);
+        const peer = admit(certificateDer ?? socket.getPeerX509Certificate()?.raw);
         socket.setNoDelay(true);
-        resolve({ socket, peer, certificate: certificate as X509Certificate });
+        resolve({ socket, peer });
       } catch (err) {
         socket.destroy();
         reject(err);
