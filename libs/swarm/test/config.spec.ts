@@ -22,7 +22,7 @@ describe('swarmConfig', () => {
       minQueueDepth: 32,
       maxQueueDepth: 512,
       choker: 'tit-for-tat',
-      unchokeSlots: 8,
+      unchokeSlots: 4,
       rechokeMs: 10_000,
       seeding: 'super-seed',
       revealAhead: 2,
@@ -47,8 +47,8 @@ describe('swarmConfig', () => {
     expect(Object.isFrozen(DEFAULT_SWARM_CONFIG)).toBe(true);
     const config = swarmConfig();
     config.unchokeSlots = 99;
-    expect(swarmConfig().unchokeSlots).toBe(8);
-    expect(DEFAULT_SWARM_CONFIG.unchokeSlots).toBe(8);
+    expect(swarmConfig().unchokeSlots).toBe(4);
+    expect(DEFAULT_SWARM_CONFIG.unchokeSlots).toBe(4);
   });
 
   test('overrides replace their fields only; undefined keeps the default', () => {

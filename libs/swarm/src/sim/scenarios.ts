@@ -20,8 +20,9 @@ const MiB = 1024 * 1024;
  *   measured with 50, the completion times are the same.
  * - `unchokeSlots` 3: a piece reaches a new peer in (slots + 1) x piece / upload, so fewer slots
  *   spread pieces faster when one connection fills a link, as on a LAN. Measured (200 peers): 3
- *   slots T_last about 1.09 T*, the seed sends 1.08 copies; the default 8: 1.12 T*, 1.12 copies.
- * With every default setting, the reference scenario ends at about 1.43 T*.
+ *   slots T_last about 1.09 T*, the seed sends 1.08 copies; 8 (the default until the lab showed
+ *   4 doing better): 1.12 T*, 1.12 copies.
+ * With every default setting, the reference scenario ends at about 1.35 T* (1.43 with 8 slots).
  */
 export const FLEET_SCALE_MODEL: Readonly<Partial<SwarmConfig>> = Object.freeze({ minQueueDepth: 1, maxQueueDepth: 3, maxPeers: 20, unchokeSlots: 3 });
 
