@@ -2,6 +2,10 @@
  * Agent benchmark: agent B fetches a package from agent A over the mutual-TLS peer wire (both
  * real processes, with a real controller), against a plain Node TLS 1.3 socket pushing the same
  * number of bytes in the same run; and B's peak RSS, which must not grow with package size.
+ * A second baseline adds to the plain socket the receiver's work no verifying download can
+ * skip (SHA-256 of every byte, positional writes to a file, fdatasync), and CPU seconds per GiB
+ * of both agents (every thread, kernel time included) are set against those of the baselines:
+ * on a 2-core machine, where both agents share the cores with the kernel, CPU is the budget.
  *
  * Usage: npm run bench -- agent [--size 1GiB] [--piece-length 1M] [--profile DIR]
  * (--profile writes both agents' CPU profiles to DIR)
@@ -15,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CertificateAuthority, generateRsaKeyPair } from '@shoal/pki';
 import { type AgentProcess, agentStatus, runShoal, scratchDir, startAgentProcess, startTestFleet } from '@shoal/testing';
-import { plainTlsSeconds } from './plain-tls';
+import { plainTls } from './plain-tls';
 
 const RESULTS_DIR = join(__dirname, 'results');
 const MiB = 1024 * 1024;
@@ -26,6 +30,12 @@ export function parseSize(text: string): number {
   const unit = { k: 1024, kib: 1024, m: MiB, mib: MiB, g: 1024 * MiB, gib: 1024 * MiB }[(match?.[2] ?? '').toLowerCase() as 'k'] ?? 1;
   if (!match) throw new Error(`not a size: ${text}`);
   return Number(match[1]) * unit;
+}
+
+/** CPU seconds a process has used so far, all its threads (utime + stime from /proc). */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Peak resident set of a live process, from /proc (VmHWM), in MiB. */
@@ -71,6 +81,8 @@ export async function agentBench(argv: string[]): Promise<void> {
     agents.push(leech);
     await fleet.untilConnected('leech');
 
+    const pids = agents.map((a) => a.process.pid as number);
+    const cpuBefore = pids.map(processCpuSeconds);
     const started = process.hrtime.bigint();
     const sent = await fleet.rest('POST', '/v1/agents/leech/fetch', { json: { name: 'bench', version: '1.0.0' } });
     if (sent.status !== 202) throw new Error(`fetch command: ${sent.status}`);
@@ -89,11 +101,16 @@ export async function agentBench(argv: string[]): Promise<void> {
       if (p?.complete) completePath = p.path;
     }
     const shoalSeconds = elapsed();
+    const [seedCpu, leechCpu] = pids.map((pid, i) => processCpuSeconds(pid) - (cpuBefore[i] as number)) as [number, number];
 
     const ca = CertificateAuthority.load(readFileSync(caFile, 'utf8'), readFileSync(join(fleet.dataDir, 'ca', 'ca-key.pem'), 'utf8'));
     const key = generateRsaKeyPair();
     const cert = ca.issueControllerCertificate({ dnsNames: ['localhost'], ipAddresses: [], publicKeyPem: key.publicKeyPem, now: new Date() });
-    const plainSeconds = await plainTlsSeconds(size, readFileSync(caFile, 'utf8'), { keyPem: key.keyPem, certPem: cert.certPem });
+    const serverIdentity = { keyPem: key.keyPem, certPem: cert.certPem };
+    const plain = await plainTls(size, readFileSync(caFile, 'utf8'), serverIdentity);
+    const plainSeconds = plain.seconds;
+    const verifying = await plainTls(size, readFileSync(caFile, 'utf8'), serverIdentity, { verifyAndWriteTo: join(scratch.path, 'plain-received.bin') });
+    const GiB = size / (1024 * MiB);
 
     const verify = spawnSync(process.execPath, [join(__dirname, '..', '..', 'bin', 'shoal.js'), 'verify', pkg, completePath], { encoding: 'utf8' });
     const report = {
@@ -110,7 +127,16 @@ export async function agentBench(argv: string[]): Promise<void> {
         transferMiBps: allVerifiedSeconds && firstPieceSeconds ? size / MiB / (allVerifiedSeconds - firstPieceSeconds) : undefined,
       },
       plainTls: { seconds: plainSeconds, MiBps: size / MiB / plainSeconds },
+      plainTlsVerifyingAndWriting: { seconds: verifying.seconds, MiBps: size / MiB / verifying.seconds },
       throughputVsPlainTls: plainSeconds / shoalSeconds,
+      throughputVsPlainTlsVerifyingAndWriting: verifying.seconds / shoalSeconds,
+      cpuSecondsPerGiB: {
+        seedAgent: seedCpu / GiB,
+        leechAgent: leechCpu / GiB,
+        plainTls: plain.cpuSeconds / GiB,
+        plainTlsVerifyingAndWriting: verifying.cpuSeconds / GiB,
+        note: 'agents: every thread of the process, user + system; plain TLS: both ends in one process (user + system)',
+      },
       leechPeakRssMiB: peak,
       verifiedByCli: verify.status === 0,
       targets: {
@@ -128,6 +154,11 @@ export async function agentBench(argv: string[]): Promise<void> {
         `(${report.plainTls.MiBps.toFixed(0)} MiB/s); ratio ${report.throughputVsPlainTls.toFixed(2)} (target >= ${TARGETS.throughputVsPlainTls}); ` +
         `first piece at ${firstPieceSeconds?.toFixed(2)} s, all verified at ${allVerifiedSeconds?.toFixed(2)} s; ` +
         `leech peak RSS ${peak.toFixed(0)} MiB (target < ${TARGETS.peakRssMiB})`,
+    );
+    const cpu = report.cpuSecondsPerGiB;
+    console.log(
+      `  vs plain TLS that also hashes and writes what it receives: ${verifying.seconds.toFixed(2)} s (${report.plainTlsVerifyingAndWriting.MiBps.toFixed(0)} MiB/s), ratio ${report.throughputVsPlainTlsVerifyingAndWriting.toFixed(2)}; ` +
+        `CPU s/GiB: seed agent ${cpu.seedAgent.toFixed(1)} + leech agent ${cpu.leechAgent.toFixed(1)}, plain TLS ${cpu.plainTls.toFixed(1)}, plain TLS verifying and writing ${cpu.plainTlsVerifyingAndWriting.toFixed(1)}`,
     );
   } finally {
     for (const agent of agents) await agent.stop();
