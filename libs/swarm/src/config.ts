@@ -73,7 +73,10 @@ export const DEFAULT_SWARM_CONFIG: Readonly<SwarmConfig> = Object.freeze({
   unchokeSlots: 4,
   rechokeMs: 10_000,
   seeding: 'super-seed',
-  revealAhead: 2,
+  // The first window of each peer (it widens as the peer takes what it is shown). With 2, a seed
+  // five times faster than its peers ran at half its uplink until every piece was out once (lab
+  // scenario b: 0.76 of T*; 0.81-0.82 with 8); equal uplinks do the same with 2, 4 or 8.
+  revealAhead: 8,
   ranking: 'topology',
   remoteShare: 0.2,
   webseed: 'fallback',

@@ -25,7 +25,7 @@ describe('swarmConfig', () => {
       unchokeSlots: 4,
       rechokeMs: 10_000,
       seeding: 'super-seed',
-      revealAhead: 2,
+      revealAhead: 8,
       ranking: 'topology',
       remoteShare: 0.2,
       webseed: 'fallback',
