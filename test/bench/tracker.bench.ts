@@ -20,19 +20,12 @@ import { parseArgs } from 'node:util';
 import { CertificateAuthority, generateRsaKeyPair } from '@shoal/pki';
 import { ensureRedis, redisDatabaseUrl, runShoal, scratchDir, startControllerProcess } from '@shoal/testing';
 import { Redis } from 'ioredis';
+// Type only: the module is the load generator's entry point (its main runs on import).
+import type { PhaseResult } from '@shoal/testing/dist/tracker-load';
 
 const RESULTS_DIR = join(__dirname, 'results');
 const REDIS_DB = 14;
 const TARGETS = { announcesPerSecond: 10_000, p99Ms: 20 };
-
-interface PhaseResult {
-  announces: number;
-  errors: number;
-  seconds: number;
-  perSecond: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
-  loadGeneratorCpuSeconds: number;
-}
 
 interface LoadResult {
   saturation: PhaseResult;
