@@ -76,11 +76,17 @@ function sourceOf(held: HeldPackage, path: string): AdoptSource {
 
 const SIZES = [0, 1, 777, PIECE, PIECE + 1, 40 * KiB, 64 * KiB, 100 * KiB + 3, 250 * KiB, MiB + 5];
 
-/** 50 files of the sizes above (5 of each, empty ones included) in 5 folders. */
+/**
+ * 50 files of the sizes above (5 of each, empty ones included) in 5 folders, no two non-empty
+ * ones alike: the first byte is the file's number (five random 1-byte files matched each other
+ * in about one run in 25, and equal files are sources of each other).
+ */
 function versionNFiles(): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   for (let i = 0; i < 50; i++) {
-    files.set(`dir${i % 5}/f${String(i).padStart(2, '0')}.bin`, randomBytes(SIZES[i % SIZES.length] as number));
+    const data = randomBytes(SIZES[i % SIZES.length] as number);
+    if (data.length > 0) data[0] = i;
+    files.set(`dir${i % 5}/f${String(i).padStart(2, '0')}.bin`, data);
   }
   return files;
 }
