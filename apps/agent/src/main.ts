@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '@shoal/config';
 import { startAgent } from './daemon/agent';
 import { loadAgentConfig } from './daemon/config';
+import { tuneHeapForStreaming } from './daemon/heap';
 import { importLocalPackage } from './daemon/import';
 import { ShoalError } from '@shoal/torrent';
 import { enrollAgent } from './identity/enroll';
@@ -48,6 +49,7 @@ async function start(argv: string[], out: CommandOutput): Promise<number> {
     }
     throw err;
   }
+  tuneHeapForStreaming();
   const agent = await startAgent(config);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
