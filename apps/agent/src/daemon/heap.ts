@@ -18,16 +18,16 @@ export const HEAP_GROWING_PERCENT = 300;
 const FLAG = '--heap-growing-percent';
 
 /**
- * Applies HEAP_GROWING_PERCENT to this process, unless the operator chose a value already (a
- * node flag or NODE_OPTIONS): theirs wins. V8 reads this flag at every heap-limit computation,
+ * Applies HEAP_GROWING_PERCENT to this process, unless the operator chose a value already with a
+ * node flag (`node --heap-growing-percent=N shoal agent start`; NODE_OPTIONS refuses V8 flags
+ * like this one): theirs wins. V8 reads this flag at every heap-limit computation,
  * so setting it after start takes effect from the next collection on. Returns the flag applied.
  */
 export function tuneHeapForStreaming(
   execArgv: readonly string[] = process.execArgv,
-  nodeOptions: string = process.env.NODE_OPTIONS ?? '',
   setFlags: (flags: string) => void = setFlagsFromString,
 ): string | undefined {
-  const given = [...execArgv, ...nodeOptions.split(/\s+/)].some((arg) => arg === FLAG || arg.startsWith(`${FLAG}=`) || arg.startsWith('--heap_growing_percent'));
+  const given = execArgv.some((arg) => arg === FLAG || arg.startsWith(`${FLAG}=`) || arg.startsWith('--heap_growing_percent'));
   if (given) return undefined;
   const flag = `${FLAG}=${HEAP_GROWING_PERCENT}`;
   setFlags(flag);
