@@ -386,6 +386,8 @@ describe('TrackerService (real Redis)', () => {
       ['::', { addresses: ['::'] }, 'addresses[0]'],
       ['long-form unspecified IPv6', { addresses: ['0:0:0:0:0:0:0:0'] }, 'addresses[0]'],
       ['mapped unspecified', { addresses: ['::ffff:0.0.0.0'] }, 'addresses[0]'],
+      ['IPv4-compatible unspecified', { addresses: ['::0.0.0.0'] }, 'addresses[0]'],
+      ['unspecified with zeros around the gap', { addresses: ['0::0'] }, 'addresses[0]'],
       ['IPv6 zone id', { addresses: ['fe80::1%eth0'] }, 'addresses[0]'],
       ['nine addresses', { addresses: Array.from({ length: 9 }, (_, i) => `10.0.0.${i + 1}`) }, 'addresses'],
       ['negative left', { left: -1 }, 'left'],

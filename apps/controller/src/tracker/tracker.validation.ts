@@ -1,4 +1,4 @@
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import type { AnnounceEvent, AnnounceRequest, ScrapeRequest } from '@shoal/proto';
 import type { Location } from '@shoal/topology';
 import { TrackerError } from './tracker.errors';
@@ -11,9 +11,14 @@ export const MAX_LABEL_LENGTH = 256;
 
 const EVENTS: readonly AnnounceEvent[] = ['ANNOUNCE_EVENT_NONE', 'ANNOUNCE_EVENT_STARTED', 'ANNOUNCE_EVENT_COMPLETED', 'ANNOUNCE_EVENT_STOPPED'];
 
-const UNSPECIFIED = new BlockList();
-UNSPECIFIED.addAddress('0.0.0.0', 'ipv4');
-UNSPECIFIED.addAddress('::', 'ipv6');
+/**
+ * The unspecified address in any spelling isIP accepts: IPv4 literals are canonical dotted quads,
+ * and an IPv6 literal all of whose digits are zeros (`::`, `0::0`, `::0.0.0.0`) is `::`. Same
+ * answers as a node:net BlockList holding both, at a fraction of its cost per announce.
+ */
+function isUnspecified(address: string, version: number): boolean {
+  return version === 4 ? address === '0.0.0.0' : /^[0:.]+$/.test(address);
+}
 
 const bad = (field: string, message: string): TrackerError => new TrackerError('TRACKER_BAD_REQUEST', `${field}: ${message}`, { field });
 
@@ -48,7 +53,7 @@ export function checkAddress(raw: unknown): { address: string } | { problem: str
   const version = isIP(address);
   if (version === 0) return { problem: `${JSON.stringify(raw.slice(0, 64))} is not an IPv4 or IPv6 literal` };
   if (address.includes('%')) return { problem: `${JSON.stringify(raw)} carries a zone id, which is meaningless to other hosts` };
-  if (UNSPECIFIED.check(address, version === 4 ? 'ipv4' : 'ipv6')) return { problem: `${JSON.stringify(raw)} is the unspecified address` };
+  if (isUnspecified(address, version)) return { problem: `${JSON.stringify(raw)} is the unspecified address` };
   return { address };
 }
 
