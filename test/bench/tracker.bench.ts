@@ -1,7 +1,8 @@
 /**
  * Tracker benchmark: announces per second and latency against one controller process with
- * Redis, the load generator in a separate process over mutual TLS (libs/testing/src/tracker-load.ts). Two
- * phases: saturation (a closed loop of `inflight` announces per agent connection: the most
+ * Redis, the load generator in a separate process over mutual TLS (libs/testing/src/tracker-load.ts),
+ * first with announces on Tracker.AnnounceStream (what agents use; the targets are judged on it),
+ * then with unary Announce calls for comparison. Each has two phases: saturation (a closed loop of `inflight` announces per agent connection: the most
  * announces per second) and latency at a fixed offered rate (open loop, `rate` announces per
  * second, latency from the time each was due). Throughput is judged on the first, p99 on the
  * second: a closed loop at saturation only measures its own queue (latency = in flight /
@@ -81,30 +82,42 @@ export async function trackerBench(argv: string[]): Promise<void> {
         keyPem: key.keyPem,
         certPem: ca.issueAgentCertificate({ agentId: `bench-${i}`, publicKeyPem: key.publicKeyPem, packageScopes: ['*'], now: new Date() }).certPem,
       }));
-      const planFile = join(scratch.path, 'plan.json');
-      await writeFile(planFile, JSON.stringify({ ...plan, address: controller.grpcAddress, caPem, agents }));
       const controllerPid = controller.process.pid as number;
-      const controllerCpuBefore = processCpuSeconds(controllerPid);
-      const redisCpuBefore = await redisCpuSeconds(redis);
-      const load = await runLoadGenerator(planFile);
-      const controllerCpu = processCpuSeconds(controllerPid) - controllerCpuBefore;
-      const redisCpu = (await redisCpuSeconds(redis)) - redisCpuBefore;
-      const wall = 2 * (plan.warmupSeconds + plan.seconds);
-      const { saturation, atRate } = load;
+      const measure = async (method: 'stream' | 'unary') => {
+        const planFile = join(scratch.path, `plan-${method}.json`);
+        await writeFile(planFile, JSON.stringify({ ...plan, method, address: controller.grpcAddress, caPem, agents }));
+        const controllerCpuBefore = processCpuSeconds(controllerPid);
+        const redisCpuBefore = await redisCpuSeconds(redis);
+        const load = await runLoadGenerator(planFile);
+        const controllerCpu = processCpuSeconds(controllerPid) - controllerCpuBefore;
+        const redisCpu = (await redisCpuSeconds(redis)) - redisCpuBefore;
+        const wall = 2 * (plan.warmupSeconds + plan.seconds);
+        return {
+          method,
+          result: load,
+          // Over both phases with their warm-ups: cores each process kept busy on average.
+          coresBusy: {
+            controller: controllerCpu / wall,
+            redis: redisCpu / wall,
+            loadGeneratorAtSaturation: load.saturation.loadGeneratorCpuSeconds / load.saturation.seconds,
+          },
+          controllerCpuMicrosecondsPerAnnounce: (controllerCpu * 1e6) / load.answered,
+          redisCpuMicrosecondsPerAnnounce: (redisCpu * 1e6) / load.answered,
+        };
+      };
+      // Agents announce on Tracker.AnnounceStream: the targets are judged on it. Unary Announce
+      // calls (kept for any other client) are measured after it, for comparison.
+      const stream = await measure('stream');
+      const unary = await measure('unary');
+      const { saturation, atRate } = stream.result;
       const report = {
         startedAt: new Date().toISOString(),
         machine: { cpuModel: cpus()[0]?.model ?? 'unknown', cpuCount: cpus().length, node: process.version },
         plan,
-        result: load,
-        // Over both phases with their warm-ups: cores each process kept busy on average.
-        coresBusy: {
-          controller: controllerCpu / wall,
-          redis: redisCpu / wall,
-          loadGeneratorAtSaturation: saturation.loadGeneratorCpuSeconds / saturation.seconds,
-        },
-        controllerCpuMicrosecondsPerAnnounce: (controllerCpu * 1e6) / load.answered,
-        redisCpuMicrosecondsPerAnnounce: (redisCpu * 1e6) / load.answered,
+        stream,
+        unary,
         targets: {
+          method: 'stream',
           announcesPerSecond: { atLeast: TARGETS.announcesPerSecond, value: saturation.perSecond, pass: saturation.perSecond >= TARGETS.announcesPerSecond },
           p99Ms: {
             below: TARGETS.p99Ms,
@@ -120,14 +133,23 @@ export async function trackerBench(argv: string[]): Promise<void> {
       await writeFile(join(RESULTS_DIR, `tracker-${report.startedAt.replace(/:/g, '-')}.json`), text);
       await writeFile(join(RESULTS_DIR, 'tracker-latest.json'), text);
       const latency = (r: PhaseResult) => `p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms, max ${r.latencyMs.max.toFixed(1)} ms`;
-      console.log(`tracker saturation: ${saturation.perSecond.toFixed(0)} announces/s (target >= ${TARGETS.announcesPerSecond}); ${latency(saturation)} with ${plan.agents * plan.inflightPerAgent} in flight`);
-      console.log(`tracker at ${atRate.offeredPerSecond}/s offered: ${atRate.perSecond.toFixed(0)}/s answered, ${latency(atRate)} (target p99 < ${TARGETS.p99Ms})`);
-      console.log(
-        `cores busy: controller ${report.coresBusy.controller.toFixed(2)}, redis ${report.coresBusy.redis.toFixed(2)}, ` +
-          `load generator ${report.coresBusy.loadGeneratorAtSaturation.toFixed(2)} at saturation (of ${cpus().length}); ` +
-          `CPU per announce: controller ${report.controllerCpuMicrosecondsPerAnnounce.toFixed(0)} µs, redis ${report.redisCpuMicrosecondsPerAnnounce.toFixed(0)} µs`,
-      );
-      const errors = saturation.errors + atRate.errors;
+      for (const m of [stream, unary]) {
+        const r = m.result;
+        const judged = m === stream;
+        console.log(
+          `tracker (${m.method}) saturation: ${r.saturation.perSecond.toFixed(0)} announces/s${judged ? ` (target >= ${TARGETS.announcesPerSecond})` : ''}; ` +
+            `${latency(r.saturation)} with ${plan.agents * plan.inflightPerAgent} in flight`,
+        );
+        console.log(
+          `tracker (${m.method}) at ${r.atRate.offeredPerSecond}/s offered: ${r.atRate.perSecond.toFixed(0)}/s answered, ${latency(r.atRate)}${judged ? ` (target p99 < ${TARGETS.p99Ms})` : ''}`,
+        );
+        console.log(
+          `  cores busy: controller ${m.coresBusy.controller.toFixed(2)}, redis ${m.coresBusy.redis.toFixed(2)}, ` +
+            `load generator ${m.coresBusy.loadGeneratorAtSaturation.toFixed(2)} at saturation (of ${cpus().length}); ` +
+            `CPU per announce: controller ${m.controllerCpuMicrosecondsPerAnnounce.toFixed(0)} µs, redis ${m.redisCpuMicrosecondsPerAnnounce.toFixed(0)} µs`,
+        );
+      }
+      const errors = [stream, unary].reduce((n, m) => n + m.result.saturation.errors + m.result.atRate.errors, 0);
       if (errors > 0) throw new Error(`${errors} announces failed`);
     } finally {
       await controller.stop();

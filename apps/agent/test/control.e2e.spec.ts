@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import type { ControllerCommand } from '@shoal/proto';
 import { type EnrolledAgent, type TestFleet, runShoal, startTestFleet } from '@shoal/testing';
 import { ControlClient } from '../src/control/control-client';
+import { AnnounceError, TrackerClient } from '../src/control/tracker-client';
 
-/** The control stream between a real controller process and the agent's client. */
+/** The control stream and the announce stream between a real controller process and the agent's clients. */
 let fleet: TestFleet;
 
 beforeAll(async () => {
@@ -108,4 +109,46 @@ test('an agent with an old revocation list gets the current one at hello; revoca
     watching.client.stop();
     victimSession.client.stop();
   }
+});
+
+describe('TrackerClient: announces on one stream', () => {
+  const announce = (infoHashByte: number, fields: object = {}) => ({ infoHash: Buffer.alloc(20, infoHashByte), port: 6881, addresses: ['10.1.1.1'], left: 0, numwant: 10, ...fields });
+
+  test('concurrent announces get their own answers; a bad one fails alone with its code', async () => {
+    const agent = await fleet.enroll();
+    const tracker = new TrackerClient(fleet.mtlsClient('Tracker', agent));
+    try {
+      // Seeds of odd swarms, leeches of even ones: each answer's counts say whose it is.
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => tracker.announce(announce(0x40 + i, { left: i % 2 === 1 ? 0 : 1000 }))));
+      answers.forEach((answer, i) => expect({ i, seeders: answer.seeders, leechers: answer.leechers }).toEqual({ i, seeders: i % 2, leechers: 1 - (i % 2) }));
+      const [bad, good] = await Promise.allSettled([tracker.announce(announce(0x41, { port: 0 })), tracker.announce(announce(0x41))]);
+      expect(bad).toMatchObject({ status: 'rejected', reason: { code: 'TRACKER_BAD_REQUEST', status: 3, message: expect.stringMatching(/^port: /) } });
+      expect((bad as PromiseRejectedResult).reason).toBeInstanceOf(AnnounceError);
+      expect(good).toMatchObject({ status: 'fulfilled', value: { seeders: 1 } });
+    } finally {
+      tracker.close();
+    }
+    await expect(tracker.announce(announce(0x41))).rejects.toMatchObject({ code: 'TRACKER_STREAM_CLOSED' });
+  });
+
+  test('a controller restart ends the stream; the next announce opens a new one', async () => {
+    const agent = await fleet.enroll();
+    const tracker = new TrackerClient(fleet.mtlsClient('Tracker', agent), { timeoutMs: 3000 });
+    try {
+      await expect(tracker.announce(announce(0x70))).resolves.toMatchObject({ seeders: 1 });
+      await fleet.restartController({ kill: true });
+      // The first announce may still go out on the dead stream and fail; one soon after succeeds.
+      const deadline = Date.now() + 20_000;
+      let answer: unknown;
+      while (!answer && Date.now() < deadline) {
+        answer = await tracker.announce(announce(0x70)).catch((err: AnnounceError) => {
+          expect(['TRACKER_STREAM_CLOSED', 'TRACKER_TIMEOUT']).toContain(err.code);
+          return new Promise((r) => setTimeout(r, 200)).then(() => undefined);
+        });
+      }
+      expect(answer).toMatchObject({ intervalSeconds: expect.any(Number) });
+    } finally {
+      tracker.close();
+    }
+  }, 40_000);
 });

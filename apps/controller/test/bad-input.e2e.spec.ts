@@ -796,6 +796,91 @@ describe('gRPC: agent services over mutual TLS', () => {
   });
 });
 
+describe('gRPC: Tracker.AnnounceStream', () => {
+  const hash = Buffer.alloc(20, 0xac);
+  type Answer = { id: number; status: number; error: string; errorCode: string; announce: { intervalSeconds: number } | null };
+
+  /** Writes `messages` on one stream (all at once), ends it, and gathers what comes back. */
+  function exchange(identity: { keyPem: string; certPem: string }, messages: object[]): Promise<{ answers: Answer[]; end: { code: number; details: string; shoalCode?: string } }> {
+    const stream = (fleet.mtlsClient('Tracker', identity) as unknown as { AnnounceStream(): grpc.ClientDuplexStream<object, Answer> }).AnnounceStream();
+    const answers: Answer[] = [];
+    stream.on('data', (answer: Answer) => answers.push(answer));
+    const ended = new Promise<{ code: number; details: string; shoalCode?: string }>((resolve) => {
+      stream.on('error', (err: grpc.ServiceError) => {
+        const shoalCode = err.metadata?.get('shoal-error-code')[0];
+        resolve({ code: err.code, details: err.details, ...(shoalCode ? { shoalCode: String(shoalCode) } : {}) });
+      });
+      stream.on('end', () => resolve({ code: grpc.status.OK, details: 'ended' }));
+    });
+    for (const message of messages) stream.write(message);
+    stream.end();
+    return ended.then((end) => ({ answers, end }));
+  }
+
+  test('each bad announce gets its own INVALID_ARGUMENT answer naming the field; the good ones around it are answered', async () => {
+    const good = { infoHash: hash, port: 6881, left: 0 };
+    const cases: [object, RegExp | null][] = [
+      [good, null],
+      [{ ...good, infoHash: Buffer.alloc(19) }, /^info_hash: /],
+      [{ ...good, port: 0 }, /^port: /],
+      [{ ...good, addresses: ['0.0.0.0'] }, /^addresses\[0\]: /],
+      [{ ...good, left: 2 ** 64 }, /^left: /],
+      [{ ...good, event: 99 }, /^event: /],
+      [good, null],
+    ];
+    const messages: object[] = cases.map(([announce], i) => ({ id: i + 1, announce }));
+    messages.push({ id: 100 }); // no announce at all
+    messages.push({ id: 2 ** 53 - 1, announce: good });
+    const { answers, end } = await exchange(agent, messages);
+    expect(end.code).toBe(grpc.status.OK);
+    const byId = new Map(answers.map((a) => [a.id, a]));
+    expect(byId.size).toBe(messages.length);
+    cases.forEach(([, error], i) => {
+      const answer = byId.get(i + 1) as Answer;
+      if (error === null) expect(answer).toMatchObject({ status: grpc.status.OK, announce: { intervalSeconds: expect.any(Number) } });
+      else expect({ i, ...answer }).toMatchObject({ i, status: grpc.status.INVALID_ARGUMENT, errorCode: 'TRACKER_BAD_REQUEST', error: expect.stringMatching(error), announce: null });
+    });
+    expect(byId.get(100)).toMatchObject({ status: grpc.status.INVALID_ARGUMENT, errorCode: 'TRACKER_BAD_REQUEST', error: expect.stringMatching(/^announce: /) });
+    expect(byId.get(2 ** 53 - 1)).toMatchObject({ status: grpc.status.OK });
+  });
+
+  test('a flood of announces on one stream is answered in full (read no faster than they are answered)', async () => {
+    const { answers, end } = await exchange(agent, Array.from({ length: 600 }, (_, i) => ({ id: i + 1, announce: { infoHash: hash, port: 6881, left: i } })));
+    expect(end.code).toBe(grpc.status.OK);
+    expect(new Set(answers.filter((a) => a.status === grpc.status.OK).map((a) => a.id)).size).toBe(600);
+  });
+
+  test('bytes that do not decode end the stream with INVALID_ARGUMENT; an oversized message with RESOURCE_EXHAUSTED', async () => {
+    const credentials = grpc.credentials.createSsl(Buffer.from(fleet.caPem), Buffer.from(agent.keyPem), Buffer.from(agent.certPem));
+    const raw = new grpc.Client(fleet.controller.grpcAddress, credentials);
+    const send = (bytes: Buffer) =>
+      new Promise<{ code: number; details: string }>((resolve) => {
+        const stream = raw.makeBidiStreamRequest('/shoal.v1.Tracker/AnnounceStream', (b: Buffer) => b, (b: Buffer) => b);
+        stream.on('data', () => undefined);
+        stream.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details }));
+        stream.on('end', () => resolve({ code: grpc.status.OK, details: 'ended' }));
+        stream.write(bytes);
+        stream.end();
+      });
+    try {
+      expect(await send(Buffer.from([0xff, 0xff, 0xff]))).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^malformed announce message: /) });
+      expect(await send(Buffer.concat([Buffer.from([0x12, 0x80, 0x80, 0x14]), Buffer.alloc(0x50000, 1)]))).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('a fleet certificate that is not an agent certificate ends the stream with PERMISSION_DENIED', async () => {
+    const controllerIdentity = {
+      certPem: await readFile(join(fleet.dataDir, 'tls', 'controller.pem'), 'utf8'),
+      keyPem: await readFile(join(fleet.dataDir, 'tls', 'controller-key.pem'), 'utf8'),
+    };
+    const { answers, end } = await exchange(controllerIdentity, [{ id: 1, announce: { infoHash: hash, port: 6881 } }]);
+    expect(answers).toEqual([]);
+    expect(end).toEqual({ code: grpc.status.PERMISSION_DENIED, details: 'only agent certificates may call this', shoalCode: 'AUTH_NOT_AN_AGENT' });
+  });
+});
+
 describe('after all of that', () => {
   test('the controller is alive, healthy, and logged no errors', async () => {
     expect(fleet.controller.process.exitCode).toBeNull();

@@ -170,8 +170,22 @@ describe('mutual TLS on the agent services', () => {
     expect(renewedCert.subject).toBe(`CN=${victim.agentId}`);
     expect(renewedCert.serialNumber).not.toBe(new X509Certificate(victim.certPem).serialNumber);
 
+    // An announce stream opened before the revocation: its next announce ends it.
+    const stream = (fleet.mtlsClient('Tracker', victim) as unknown as { AnnounceStream(): grpc.ClientDuplexStream<object, { id: number; status: number }> }).AnnounceStream();
+    const answers: { id: number; status: number }[] = [];
+    stream.on('data', (answer: { id: number; status: number }) => answers.push(answer));
+    const streamEnd = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    const streamAnnounce = { infoHash: Buffer.alloc(20, 0x5e), port: 6881, left: 0 };
+    stream.write({ id: 1, announce: streamAnnounce });
+    while (answers.length === 0) await new Promise((r) => setTimeout(r, 20));
+    expect(answers).toEqual([expect.objectContaining({ id: 1, status: grpc.status.OK })]);
+
     const revoked = await fleet.rest<{ revokedSerials: string[] }>('POST', `/v1/agents/${victim.agentId}/revoke`, { json: {} });
     expect(revoked.status).toBe(201);
+    stream.write({ id: 2, announce: streamAnnounce });
+    const ended = await streamEnd;
+    expect({ code: ended.code, shoalCode: String(ended.metadata.get('shoal-error-code')[0]) }).toEqual({ code: grpc.status.PERMISSION_DENIED, shoalCode: 'AUTH_CERTIFICATE_REVOKED' });
+    expect(answers).toHaveLength(1);
     expect(revoked.body.revokedSerials).toHaveLength(2);
     for (const certPem of [victim.certPem, renewed.certificatePem]) {
       const failure = await grpcFailure(announce({ keyPem: certPem === victim.certPem ? victim.keyPem : fresh.keyPem, certPem }));

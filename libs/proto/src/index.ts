@@ -119,6 +119,21 @@ export interface AnnounceResponse {
   leechers: number;
 }
 
+export interface AnnounceStreamRequest {
+  id: number;
+  /** null when the message did not carry one (proto3 sub-messages are optional). */
+  announce: AnnounceRequest | null;
+}
+
+export interface AnnounceStreamResponse {
+  id: number;
+  announce?: AnnounceResponse | null;
+  /** grpc status code; 0 = OK. */
+  status: number;
+  error: string;
+  errorCode: string;
+}
+
 export interface ScrapeRequest {
   infoHashes: Buffer[];
 }

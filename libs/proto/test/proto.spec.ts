@@ -6,7 +6,7 @@ describe('shoal.v1 protos', () => {
     const v1 = shoalV1();
     expect(Object.keys(v1.Enrollment.service)).toEqual(['Enroll']);
     expect(Object.keys(v1.Identity.service)).toEqual(['Renew', 'GetRevocations']);
-    expect(Object.keys(v1.Tracker.service)).toEqual(['Announce', 'Scrape']);
+    expect(Object.keys(v1.Tracker.service)).toEqual(['Announce', 'AnnounceStream', 'Scrape']);
     expect(Object.keys(v1.Control.service)).toEqual(['Stream']);
   });
 

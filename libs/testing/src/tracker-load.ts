@@ -19,11 +19,12 @@
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
-import { type AnnounceResponse, shoalV1 } from '@shoal/proto';
+import { type AnnounceResponse, type AnnounceStreamResponse, shoalV1 } from '@shoal/proto';
 import type * as grpc from '@grpc/grpc-js';
 
 const CHECK_EVERY = 100;
 const ANNOUNCE_PATH = '/shoal.v1.Tracker/Announce';
+const ANNOUNCE_STREAM_PATH = '/shoal.v1.Tracker/AnnounceStream';
 const TICK_MS = 1;
 
 interface LoadPlan {
@@ -35,6 +36,8 @@ interface LoadPlan {
   warmupSeconds: number;
   seconds: number;
   rate: number;
+  /** 'stream': announces as messages on Tracker.AnnounceStream (what agents use); 'unary': one Announce call each. */
+  method: 'stream' | 'unary';
 }
 
 export interface PhaseResult {
@@ -76,22 +79,13 @@ class Recorder {
   }
 }
 
-async function main(): Promise<void> {
-  const plan = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as LoadPlan;
-  const announce = shoalV1().Tracker.service.Announce as grpc.MethodDefinition<object, AnnounceResponse>;
-  const frames = Array.from({ length: plan.swarms }, (_, i) =>
-    [0, 1000].map((left) => grpcFrame(announce.requestSerialize({ infoHash: Buffer.alloc(20, i + 1), port: 6881, addresses: ['127.0.0.1'], left, numwant: 50 }))),
-  );
-  const sessions = await Promise.all(plan.agents.map((agent) => connect(plan, agent)));
-  let checked = 0;
-  let sent = 0;
-  let answered = 0;
+/** One way of carrying announces over a connection; resolves when an OK answer comes back. */
+type Announcer = () => Promise<void>;
 
-  /** One announce on one connection; resolves with the answer's message bytes. */
-  const send = (session: http2.ClientHttp2Session): Promise<Buffer> => {
-    const swarm = frames[sent++ % frames.length] as Buffer[];
-    const frame = swarm[sent % 3 === 0 ? 0 : 1] as Buffer;
-    return new Promise((resolve, reject) => {
+/** A unary Announce call per announce: a new HTTP/2 stream, headers, message, trailers. */
+function unaryAnnouncer(session: http2.ClientHttp2Session, nextFrame: () => Buffer, check: (answer: Buffer) => void): Announcer {
+  return () =>
+    new Promise((resolve, reject) => {
       const stream = session.request({ ':method': 'POST', ':path': ANNOUNCE_PATH, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
       const chunks: Buffer[] = [];
       let status: string | undefined;
@@ -100,20 +94,132 @@ async function main(): Promise<void> {
       stream.on('error', reject);
       stream.on('close', () => {
         if (status !== '0') return reject(new Error(`grpc-status ${status ?? 'missing'}`));
-        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+        check((chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)).subarray(5));
+        resolve();
       });
-      stream.end(frame);
+      stream.end(nextFrame());
     });
+}
+
+/**
+ * Announces as messages on one AnnounceStream per connection (what agents do), matched to their
+ * answers by id. Each answer's id and status are read by walking its top-level fields; the
+ * whole answer is decoded only when `check` wants it.
+ */
+function streamAnnouncer(session: http2.ClientHttp2Session, nextAnnounce: () => Buffer, check: (answer: Buffer) => void): Announcer {
+  const stream = session.request({ ':method': 'POST', ':path': ANNOUNCE_STREAM_PATH, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+  const waiting = new Map<number, { resolve(): void; reject(err: Error): void }>();
+  let nextId = 1;
+  let buffered: Buffer = Buffer.alloc(0);
+  const failAll = (err: Error) => {
+    for (const w of waiting.values()) w.reject(err);
+    waiting.clear();
+  };
+  stream.on('data', (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 5) {
+      const length = buffered.readUInt32BE(1);
+      if (buffered.length < 5 + length) break;
+      const answer = buffered.subarray(5, 5 + length);
+      buffered = buffered.subarray(5 + length);
+      const { id, status } = scanIdAndStatus(answer);
+      const w = waiting.get(id);
+      if (!w) continue;
+      waiting.delete(id);
+      if (status !== 0) w.reject(new Error(`announce status ${status}`));
+      else {
+        check(answer);
+        w.resolve();
+      }
+    }
+  });
+  stream.on('error', failAll);
+  stream.on('close', () => failAll(new Error('announce stream closed')));
+  return () =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject });
+      stream.write(streamFrame(id, nextAnnounce()));
+    });
+}
+
+/** AnnounceStreamRequest {id = 1, announce = 2} around an encoded AnnounceRequest, gRPC-framed. */
+function streamFrame(id: number, announce: Buffer): Buffer {
+  const head = [0x08, ...varint(id), 0x12, ...varint(announce.length)];
+  const frame = Buffer.allocUnsafe(5 + head.length + announce.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(head.length + announce.length, 1);
+  frame.set(head, 5);
+  announce.copy(frame, 5 + head.length);
+  return frame;
+}
+
+function varint(value: number): number[] {
+  const bytes: number[] = [];
+  for (; value > 0x7f; value = Math.floor(value / 128)) bytes.push((value % 128) | 0x80);
+  bytes.push(value);
+  return bytes;
+}
+
+/** Fields 1 (id) and 3 (status) of an AnnounceStreamResponse, skipping the others. */
+function scanIdAndStatus(message: Buffer): { id: number; status: number } {
+  let offset = 0;
+  const read = (): number => {
+    let value = 0;
+    for (let shift = 1; ; shift *= 128) {
+      const byte = message[offset++];
+      if (byte === undefined) throw new Error('truncated answer');
+      value += (byte & 0x7f) * shift;
+      if (byte < 0x80) return value;
+    }
+  };
+  let id = 0;
+  let status = 0;
+  while (offset < message.length) {
+    const key = read();
+    if ((key & 7) === 0) {
+      const value = read();
+      if (key >> 3 === 1) id = value;
+      if (key >> 3 === 3) status = value;
+    } else if ((key & 7) === 2) {
+      const length = read();
+      offset += length;
+    }
+    else throw new Error(`unexpected wire type in answer: ${key & 7}`);
+  }
+  return { id, status };
+}
+
+async function main(): Promise<void> {
+  const plan = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as LoadPlan;
+  const service = shoalV1().Tracker.service;
+  const announce = service.Announce as grpc.MethodDefinition<object, AnnounceResponse>;
+  const streamAnswer = service.AnnounceStream as grpc.MethodDefinition<object, AnnounceStreamResponse>;
+  const requests = Array.from({ length: plan.swarms }, (_, i) =>
+    [0, 1000].map((left) => announce.requestSerialize({ infoHash: Buffer.alloc(20, i + 1), port: 6881, addresses: ['127.0.0.1'], left, numwant: 50 })),
+  );
+  const frames = requests.map((swarm) => swarm.map(grpcFrame));
+  const sessions = await Promise.all(plan.agents.map((agent) => connect(plan, agent)));
+  let checked = 0;
+  let sent = 0;
+  let answered = 0;
+  /** Swarms in turn; a third of the announces from seeds. */
+  const pick = <T>(bySwarm: T[][]): T => {
+    const swarm = bySwarm[sent++ % bySwarm.length] as T[];
+    return swarm[sent % 3 === 0 ? 0 : 1] as T;
   };
   const check = (answer: Buffer) => {
-    if (sent % CHECK_EVERY !== 0) return;
-    const decoded = announce.responseDeserialize(answer.subarray(5));
-    if (decoded.intervalSeconds <= 0) throw new Error('answer without an interval');
+    if (answered % CHECK_EVERY !== 0) return;
+    const decoded = plan.method === 'stream' ? streamAnswer.responseDeserialize(answer).announce : announce.responseDeserialize(answer);
+    if (!decoded || decoded.intervalSeconds <= 0) throw new Error('answer without an interval');
     checked++;
   };
-  const timed = async (session: http2.ClientHttp2Session, since: bigint, recorder: Recorder) => {
+  const announcers: Announcer[] = sessions.map((session) =>
+    plan.method === 'stream' ? streamAnnouncer(session, () => pick(requests), check) : unaryAnnouncer(session, () => pick(frames), check),
+  );
+  const timed = async (send: Announcer, since: bigint, recorder: Recorder) => {
     try {
-      check(await send(session));
+      await send();
       answered++;
       if (recorder.measuring) recorder.latenciesUs.push(Number(process.hrtime.bigint() - since) / 1000);
     } catch {
@@ -124,9 +230,9 @@ async function main(): Promise<void> {
   // Saturation: a closed loop per connection.
   const saturation = new Recorder();
   let running = true;
-  const workers = sessions.flatMap((session) =>
+  const workers = announcers.flatMap((send) =>
     Array.from({ length: plan.inflightPerAgent }, async () => {
-      while (running) await timed(session, process.hrtime.bigint(), saturation);
+      while (running) await timed(send, process.hrtime.bigint(), saturation);
     }),
   );
   await sleep(plan.warmupSeconds * 1000);
@@ -149,8 +255,8 @@ async function main(): Promise<void> {
   let next = 0;
   const launch = () => {
     while (pending.size < limit && waiting.length > 0) {
-      const session = sessions[next++ % sessions.length] as http2.ClientHttp2Session;
-      const p: Promise<void> = timed(session, waiting.shift() as bigint, atRate).finally(() => {
+      const send = announcers[next++ % announcers.length] as Announcer;
+      const p: Promise<void> = timed(send, waiting.shift() as bigint, atRate).finally(() => {
         pending.delete(p);
         launch();
       });
@@ -170,7 +276,8 @@ async function main(): Promise<void> {
   waiting.length = 0;
   while (pending.size > 0) await Promise.all(pending);
 
-  for (const session of sessions) session.close();
+  // destroy, not close: close would wait for the announce streams, which never end by themselves.
+  for (const session of sessions) session.destroy();
   process.stdout.write(`${JSON.stringify({ saturation: saturationResult, atRate: { ...atRateResult, offeredPerSecond: plan.rate }, answered, answersDecodedAndChecked: checked })}\n`);
 }
 

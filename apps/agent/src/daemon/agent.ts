@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { RevocationSet, type SignedRevocationList, verifyRevocationList } from '@shoal/pki';
-import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, type FetchReleaseMessage, shoalV1, unary } from '@shoal/proto';
+import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, type FetchReleaseMessage, shoalV1 } from '@shoal/proto';
 import { PackageStore, finishedPackagePath, reuseHeldFiles } from '@shoal/store';
 import type { PeerInfo } from '@shoal/dht';
 import type { Location } from '@shoal/topology';
@@ -15,6 +15,7 @@ import { truncatedInfoHash } from '@shoal/torrent';
 import { NodeFetcher, ReleaseVerifier, type VerifiedRelease } from '@shoal/trust';
 import { AgentBandwidth, type TrafficClass } from '../bandwidth';
 import { ControlClient } from '../control/control-client';
+import { TrackerClient } from '../control/tracker-client';
 import { DhtService, type PackageDiscovery } from '../dht';
 import { CertificateRenewer } from '../identity/renewer';
 import { loadIdentity } from '../identity/state';
@@ -151,7 +152,9 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   }
 
   const trackerClient = () =>
-    new (shoalV1().Tracker)(endpoints.grpc, grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)));
+    new TrackerClient(
+      new (shoalV1().Tracker)(endpoints.grpc, grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem))),
+    );
   let tracker = trackerClient();
 
   const renewer = new CertificateRenewer({ dataDir: config.dataDir, keyPem: identity.keyPem, certPem: identity.certPem, caPem: identity.caPem, controller: endpoints.grpc });
@@ -169,7 +172,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     const progress = entry.session.progress;
     const left = (progress.totalPieces - progress.verifiedPieces) * entry.entry.metainfo.pieceLength;
     try {
-      return await unary<object, AnnounceResponse>(tracker, 'Announce', {
+      return await tracker.announce({
         infoHash: truncatedInfoHash(entry.entry.metainfo.infoHash),
         port: address.port,
         addresses: config.advertiseAddress ? [config.advertiseAddress] : [],
@@ -180,7 +183,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
         numwant: config.maxPeersPerPackage,
       });
     } catch (err) {
-      log.warn({ package: entry.entry.name, err: (err as grpc.ServiceError).details ?? (err as Error).message }, 'announce failed');
+      log.warn({ package: entry.entry.name, err: (err as Error).message }, 'announce failed');
       return undefined;
     }
   };

@@ -34,6 +34,11 @@ export function tolerantService(service: grpc.ServiceDefinition): grpc.ServiceDe
   ) as grpc.ServiceDefinition;
 }
 
+/** Why a request from a `tolerantService` decoder could not be decoded, or undefined if it was. */
+export function malformedReason(request: unknown): string | undefined {
+  return typeof request === 'object' && request !== null && MALFORMED in request ? (request as MalformedRequest)[MALFORMED] : undefined;
+}
+
 export class GrpcError extends ShoalError {
   constructor(
     readonly status: grpc.status,
@@ -79,10 +84,11 @@ export function unaryHandler<Req, Res>(
     const started = process.hrtime.bigint();
     const finish = (status: grpc.status, err?: unknown) =>
       observe(method, status, Number(process.hrtime.bigint() - started) / 1e9, err);
-    const request = call.request as Req | MalformedRequest;
-    if (typeof request === 'object' && request !== null && MALFORMED in request) {
+    const request = call.request as Req;
+    const malformed = malformedReason(request);
+    if (malformed !== undefined) {
       finish(grpc.status.INVALID_ARGUMENT);
-      callback({ code: grpc.status.INVALID_ARGUMENT, details: `malformed request: ${request[MALFORMED]}` });
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: `malformed request: ${malformed}` });
       return;
     }
     const context = callerOf(call);
