@@ -1,7 +1,8 @@
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ControllerCommand } from '@shoal/proto';
+import * as grpc from '@grpc/grpc-js';
+import { type ControllerCommand, shoalV1 } from '@shoal/proto';
 import { type EnrolledAgent, type TestFleet, runShoal, startTestFleet } from '@shoal/testing';
 import { ControlClient } from '../src/control/control-client';
 import { AnnounceError, TrackerClient } from '../src/control/tracker-client';
@@ -129,6 +130,34 @@ describe('TrackerClient: announces on one stream', () => {
       tracker.close();
     }
     await expect(tracker.announce(announce(0x41))).rejects.toMatchObject({ code: 'TRACKER_STREAM_CLOSED' });
+  });
+
+  test('an announce left unanswered times out and the next one goes on a new stream', async () => {
+    // A tracker that takes announce streams and never answers: a connection gone silent.
+    const server = new grpc.Server();
+    let streamsOpened = 0;
+    const tracker = shoalV1().Tracker;
+    server.addService(tracker.service, {
+      Announce: () => undefined,
+      Scrape: () => undefined,
+      AnnounceStream: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        streamsOpened++;
+        call.on('data', () => undefined);
+        call.on('error', () => undefined);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    const client = new TrackerClient(new tracker(`127.0.0.1:${port}`, grpc.credentials.createInsecure()), { timeoutMs: 300 });
+    try {
+      await expect(client.announce(announce(0x60))).rejects.toMatchObject({ code: 'TRACKER_TIMEOUT' });
+      await expect(client.announce(announce(0x60))).rejects.toMatchObject({ code: 'TRACKER_TIMEOUT' });
+      expect(streamsOpened).toBe(2);
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
   });
 
   test('a controller restart ends the stream; the next announce opens a new one', async () => {

@@ -6,7 +6,7 @@ import { ShoalError } from '@shoal/torrent';
  * Stable codes of a failed announce:
  * - the controller's own code (e.g. TRACKER_BAD_REQUEST, TRACKER_UNAVAILABLE) when it answered
  *   with an error; `status` holds the grpc status;
- * - TRACKER_TIMEOUT: no answer within the timeout;
+ * - TRACKER_TIMEOUT: no answer within the timeout (the stream is then replaced);
  * - TRACKER_STREAM_CLOSED: the stream ended (controller restart, network, revocation) with the
  *   announce unanswered; `status` holds the stream's grpc status when it had one.
  */
@@ -65,6 +65,12 @@ export class TrackerClient {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
         reject(new AnnounceError('TRACKER_TIMEOUT', `no answer from the tracker within ${this.timeoutMs} ms`));
+        // A stream that leaves an announce unanswered this long is not trusted with the next one
+        // (a connection that died without a reset would swallow every announce): start afresh.
+        if (this.stream === stream) {
+          this.stream = undefined;
+          stream.cancel();
+        }
       }, this.timeoutMs);
       timer.unref();
       this.waiting.set(id, { stream, resolve, reject, timer });
