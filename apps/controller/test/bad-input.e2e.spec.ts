@@ -850,6 +850,32 @@ describe('gRPC: Tracker.AnnounceStream', () => {
     expect(new Set(answers.filter((a) => a.status === grpc.status.OK).map((a) => a.id)).size).toBe(600);
   });
 
+  test('an agent that stops reading its answers for a while gets every one of them once it reads again', async () => {
+    const stream = (fleet.mtlsClient('Tracker', agent) as unknown as { AnnounceStream(): grpc.ClientDuplexStream<object, Answer> }).AnnounceStream();
+    const ids = new Set<number>();
+    stream.on('data', (answer: Answer) => {
+      if (answer.status === grpc.status.OK) ids.add(answer.id);
+    });
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    stream.pause();
+    // More answers than the HTTP/2 windows and the stream buffers hold while nobody reads them.
+    const total = 10_000;
+    const writing = (async () => {
+      for (let id = 1; id <= total; id++) {
+        if (!stream.write({ id, announce: { infoHash: hash, port: 6881, left: id } })) await new Promise((resolve) => stream.once('drain', resolve));
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    stream.resume();
+    await writing;
+    stream.end();
+    await ended;
+    expect(ids.size).toBe(total);
+  }, 90_000);
+
   test('bytes that do not decode end the stream with INVALID_ARGUMENT; an oversized message with RESOURCE_EXHAUSTED', async () => {
     const credentials = grpc.credentials.createSsl(Buffer.from(fleet.caPem), Buffer.from(agent.keyPem), Buffer.from(agent.certPem));
     const raw = new grpc.Client(fleet.controller.grpcAddress, credentials);

@@ -4,9 +4,9 @@ import { ShoalError } from '@shoal/torrent';
 import { type CallContext, type UnaryObserver, callerOf, malformedReason, statusFor } from './calls';
 
 /**
- * Announces of one stream being answered at once. Past this the stream is not read until some
- * finish, so an agent that floods its stream is held back by HTTP/2 flow control rather than
- * growing the controller's memory.
+ * Announces of one stream being answered at once. Past this, or while answers wait for the agent
+ * to read them, the stream is not read, so an agent that floods its stream (or never reads) is
+ * held back by HTTP/2 flow control rather than growing the controller's memory.
  */
 export const MAX_ANNOUNCES_IN_FLIGHT_PER_STREAM = 64;
 
@@ -34,8 +34,12 @@ export function announceStreamHandler(
   return (call) => {
     const context = callerOf(call);
     let inFlight = 0;
+    let answersWaiting = false;
     let inputEnded = false;
     let closed = false;
+    const readMore = () => {
+      if (inFlight < MAX_ANNOUNCES_IN_FLIGHT_PER_STREAM && !answersWaiting) call.resume();
+    };
     const close = (status: grpc.status, details: string, code?: string) => {
       if (closed) return;
       closed = true;
@@ -44,8 +48,14 @@ export function announceStreamHandler(
       call.emit('error', { code: status, details, metadata });
     };
     const answer = (response: AnnounceStreamResponse) => {
-      if (!closed && !call.cancelled) call.write(response);
+      if (closed || call.cancelled || call.write(response)) return;
+      answersWaiting = true;
+      call.pause();
     };
+    call.on('drain', () => {
+      answersWaiting = false;
+      readMore();
+    });
     const endWhenDone = () => {
       if (!inputEnded || inFlight > 0 || closed) return;
       closed = true;
@@ -53,7 +63,7 @@ export function announceStreamHandler(
     };
     const settle = () => {
       inFlight -= 1;
-      if (inFlight < MAX_ANNOUNCES_IN_FLIGHT_PER_STREAM) call.resume();
+      readMore();
       endWhenDone();
     };
 
