@@ -136,25 +136,26 @@ export function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.Se
     return bytes;
   };
   // The scalars by hand: protobufjs's fromObject and encode cost more than the peers' bytes.
-  const encodeAnswer = (response: AnnounceResponse): Buffer =>
-    Buffer.concat([
-      protobufFields([
-        [ANNOUNCE_RESPONSE.intervalSeconds, response.intervalSeconds],
-        [ANNOUNCE_RESPONSE.seeders, response.seeders],
-        [ANNOUNCE_RESPONSE.leechers, response.leechers],
-      ]),
-      ...response.peers.map(entryOf),
-    ]);
+  const answerParts = (response: AnnounceResponse): Buffer[] => [
+    protobufFields([
+      [ANNOUNCE_RESPONSE.intervalSeconds, response.intervalSeconds],
+      [ANNOUNCE_RESPONSE.seeders, response.seeders],
+      [ANNOUNCE_RESPONSE.leechers, response.leechers],
+    ]),
+    ...response.peers.map(entryOf),
+  ];
   return {
     ...service,
-    Announce: { ...announce, responseSerialize: encodeAnswer },
+    Announce: { ...announce, responseSerialize: (response: AnnounceResponse) => Buffer.concat(answerParts(response)) },
     AnnounceStream: {
       ...stream,
       responseSerialize: (message: AnnounceStreamResponse) => {
-        // Errors (rare) take the general path; an answer is its id, then the announce's bytes.
+        // Errors (rare) take the general path; an answer is its id, then the announce's bytes,
+        // copied once into the message.
         if (message.status !== 0 || !message.announce) return stream.responseSerialize({ ...message, announce: null });
-        const body = encodeAnswer(message.announce);
-        return Buffer.concat([protobufFields([[ANNOUNCE_STREAM_RESPONSE.id, message.id]], [ANNOUNCE_STREAM_RESPONSE.announce, body.length]), body]);
+        const parts = answerParts(message.announce);
+        const length = parts.reduce((sum, part) => sum + part.length, 0);
+        return Buffer.concat([protobufFields([[ANNOUNCE_STREAM_RESPONSE.id, message.id]], [ANNOUNCE_STREAM_RESPONSE.announce, length]), ...parts]);
       },
     },
   };
