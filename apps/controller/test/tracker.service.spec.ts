@@ -509,7 +509,7 @@ describe('TrackerService (real Redis)', () => {
       expect(seen.peers.find((p) => p.agentId === 'a')?.seed).toBe(true);
     });
 
-    test('concurrent announces share one Redis read (single-flight), counted with MONITOR', async () => {
+    test('concurrent announces share one Redis read (single-flight) and few script calls, counted with MONITOR', async () => {
       const clock = new FakeClock();
       const t = tracker({ snapshotMs: 1000 }, clock.read);
       const hash = newSwarm();
@@ -531,31 +531,72 @@ describe('TrackerService (real Redis)', () => {
       try {
         await flush();
         const count = (command: string) => seen.filter((args) => args[0]?.toLowerCase() === command).length;
+        const scriptCalls = () => seen.filter((args) => ['eval', 'evalsha'].includes(args[0]?.toLowerCase() ?? ''));
+        const announced = () => scriptCalls().flatMap((args) => args.filter((a) => /^p\d+$/.test(a)));
         const burst = (n: number, from: number) =>
           Promise.all(Array.from({ length: n }, (_, i) => t.announce(agent(`p${from + i}`), request(hash), '10.0.0.1')));
+        const numbers = (r: AnnounceResponse) => r.peers.map((p) => Number(p.agentId.slice(1)));
 
-        await burst(200, 0);
+        const first = await burst(300, 0);
         await flush();
         expect(count('hgetall')).toBe(1);
-        expect(count('eval') + count('evalsha')).toBe(200);
+        // One round of I/O: 300 announces in two script calls (at most MAX_WRITES_PER_SCRIPT each).
+        expect(scriptCalls()).toHaveLength(2);
+        expect(new Set(announced()).size).toBe(300);
+        // Counts are taken after each call's writes; the read went in the same round trip, after
+        // both calls: it holds all 300.
+        expect(new Set(first.map((r) => r.leechers))).toEqual(new Set([256, 300]));
+        expect(first.every((r) => r.peers.length === 50)).toBe(true);
 
-        // The snapshot was read right after the first write: it holds p0 only, for 1000 ms.
         clock.tick(500);
-        const cached = await burst(100, 200);
+        const cached = await burst(100, 300);
         await flush();
         expect(count('hgetall')).toBe(1);
-        expect(cached.every((r) => ids(r).join() === 'p0')).toBe(true);
+        expect(cached.every((r) => numbers(r).every((n) => n < 300))).toBe(true);
+        expect(cached.some((r) => numbers(r).some((n) => n >= 256))).toBe(true);
 
         clock.tick(500);
-        const refreshed = await burst(100, 300);
+        const refreshed = await burst(100, 400);
         await flush();
         expect(count('hgetall')).toBe(2);
-        expect(refreshed.every((r) => r.peers.length === 50)).toBe(true);
-        expect(count('eval') + count('evalsha')).toBe(400);
-        expect(t.stats()).toMatchObject({ announces: 400, refreshes: 2 });
+        expect(refreshed.some((r) => numbers(r).some((n) => n >= 300))).toBe(true);
+        expect(new Set(announced()).size).toBe(500);
+        expect(scriptCalls().length).toBeLessThanOrEqual(4);
+        expect(t.stats()).toMatchObject({ announces: 500, refreshes: 2 });
       } finally {
         monitor.disconnect();
       }
+    });
+
+    test('announces of several swarms in one round: each gets its own swarm\'s counts, STOPPED included', async () => {
+      const t = tracker();
+      const [a, b, c] = [newSwarm(), newSwarm(), newSwarm()];
+      await t.announce(agent('old'), request(c), '10.0.0.9');
+      const answers = await Promise.all([
+        t.announce(agent('s1'), request(a, { left: 0 }), '10.0.0.1'),
+        t.announce(agent('l1'), request(a), '10.0.0.2'),
+        t.announce(agent('l2'), request(b), '10.0.0.3'),
+        t.announce(agent('old'), request(c, { event: 'ANNOUNCE_EVENT_STOPPED' }), '10.0.0.9'),
+        t.announce(agent('l3'), request(a), '10.0.0.4'),
+        // The same agent twice in one round: the later announce wins.
+        t.announce(agent('l2'), request(b, { left: 0 }), '10.0.0.3'),
+      ]);
+      expect(answers.map((r) => [r.seeders, r.leechers])).toEqual([
+        [1, 2],
+        [1, 2],
+        [1, 0],
+        [0, 0],
+        [1, 2],
+        [1, 0],
+      ]);
+      expect(await t.scrape({ infoHashes: [a, b, c] })).toEqual({
+        swarms: [
+          { infoHash: a, seeders: 1, leechers: 2 },
+          { infoHash: b, seeders: 1, leechers: 0 },
+          { infoHash: c, seeders: 0, leechers: 0 },
+        ],
+      });
+      expect(await redis.exists(t.keys(c.toString('hex')).records)).toBe(0);
     });
 
     test('a damaged record in Redis is skipped, not fatal', async () => {
@@ -595,13 +636,23 @@ describe('TrackerService (real Redis)', () => {
     });
 
     test('a flushed script cache (NOSCRIPT) is recovered with EVAL', async () => {
+      // The first script call after the first one asks Redis for a script it does not hold.
+      let scriptCalls = 0;
       let noscripts = 0;
       const flaky = new Proxy(redis, {
         get(target, property, receiver) {
-          if (property === 'evalsha' && noscripts < 1) {
+          if (property === 'pipeline') {
             return () => {
-              noscripts += 1;
-              return Promise.reject(new Error('NOSCRIPT No matching script. Please use EVAL.'));
+              const pipeline = target.pipeline();
+              const evalsha = pipeline.evalsha.bind(pipeline) as (...args: unknown[]) => unknown;
+              Object.assign(pipeline, {
+                evalsha: (sha: string, ...rest: unknown[]) => {
+                  scriptCalls += 1;
+                  if (scriptCalls === 1) noscripts += 1;
+                  return evalsha(scriptCalls === 1 ? '0'.repeat(40) : sha, ...rest);
+                },
+              });
+              return pipeline;
             };
           }
           const value = Reflect.get(target, property, receiver) as unknown;
@@ -615,6 +666,7 @@ describe('TrackerService (real Redis)', () => {
       expect(noscripts).toBe(1);
       expect(r.leechers).toBe(2);
       expect((await t.announce(agent('c'), request(hash), '10.0.0.3')).leechers).toBe(3);
+      expect(scriptCalls).toBe(2);
     });
   });
 });

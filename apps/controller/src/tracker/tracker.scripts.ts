@@ -1,43 +1,64 @@
 import { createHash } from 'node:crypto';
 
 /**
- * One announce, atomically, in one round trip.
+ * A batch of announces, of any number of swarms, atomically, in one call.
  *
- * KEYS: 1 peers ZSET (agentId -> expiry ms), 2 records HASH (agentId -> JSON), 3 seeds ZSET
- * ARGV: 1 now ms, 2 expiry ms, 3 ttl ms, 4 agentId, 5 record JSON, 6 seed '1'|'0',
- *       7 stopped '1'|'0', 8 prune limit
- * Returns {live peers, live seeds} after the write.
+ * KEYS: three per swarm, in order: peers ZSET (agentId -> expiry ms), records HASH
+ *       (agentId -> JSON), seeds ZSET (agentId -> expiry ms)
+ * ARGV: 1 now ms, 2 ttl ms, 3 prune limit, then five per announce, in arrival order:
+ *       swarm index (0-based, into the key triples), agentId, expiry ms, record JSON,
+ *       kind ('s' seed, 'l' leech, 'x' stopped)
+ * Returns, per swarm: live peers, live seeds, after all the writes.
  *
- * Expired members are pruned first, at most `prune limit` per call (bounded work, amortised
- * over announces). Every key gets PEXPIRE ttl on a live announce, so a swarm whose last peer
- * went silent vanishes by itself; Redis also deletes a ZSET or HASH once it is empty.
+ * Expired members are pruned first, at most `prune limit` per swarm and call (bounded work,
+ * amortised over announces). Every key of a swarm with a live announce gets PEXPIRE ttl, so a
+ * swarm whose last peer went silent vanishes by itself; Redis also deletes a ZSET or HASH once it
+ * is empty. The keys of several swarms lie in different cluster slots: this is for one Redis.
  */
-export const ANNOUNCE_LUA = `
+export const ANNOUNCE_BATCH_LUA = `
 local now = ARGV[1]
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
-if #dead > 0 then
-  redis.call('ZREM', KEYS[1], unpack(dead))
-  redis.call('HDEL', KEYS[2], unpack(dead))
-  redis.call('ZREM', KEYS[3], unpack(dead))
-end
-local id = ARGV[4]
-if ARGV[7] == '1' then
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
-else
-  redis.call('ZADD', KEYS[1], ARGV[2], id)
-  redis.call('HSET', KEYS[2], id, ARGV[5])
-  if ARGV[6] == '1' then
-    redis.call('ZADD', KEYS[3], ARGV[2], id)
-  else
-    redis.call('ZREM', KEYS[3], id)
+local ttl = ARGV[2]
+local limit = tonumber(ARGV[3])
+local swarms = #KEYS / 3
+for s = 0, swarms - 1 do
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[3 * s + 1], '-inf', now, 'LIMIT', 0, limit)
+  if #dead > 0 then
+    redis.call('ZREM', KEYS[3 * s + 1], unpack(dead))
+    redis.call('HDEL', KEYS[3 * s + 2], unpack(dead))
+    redis.call('ZREM', KEYS[3 * s + 3], unpack(dead))
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
-return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')}
+local live = {}
+for i = 4, #ARGV, 5 do
+  local base = 3 * tonumber(ARGV[i])
+  local id = ARGV[i + 1]
+  local kind = ARGV[i + 4]
+  if kind == 'x' then
+    redis.call('ZREM', KEYS[base + 1], id)
+    redis.call('HDEL', KEYS[base + 2], id)
+    redis.call('ZREM', KEYS[base + 3], id)
+  else
+    redis.call('ZADD', KEYS[base + 1], ARGV[i + 2], id)
+    redis.call('HSET', KEYS[base + 2], id, ARGV[i + 3])
+    if kind == 's' then
+      redis.call('ZADD', KEYS[base + 3], ARGV[i + 2], id)
+    else
+      redis.call('ZREM', KEYS[base + 3], id)
+    end
+    live[base] = true
+  end
+end
+for base in pairs(live) do
+  redis.call('PEXPIRE', KEYS[base + 1], ttl)
+  redis.call('PEXPIRE', KEYS[base + 2], ttl)
+  redis.call('PEXPIRE', KEYS[base + 3], ttl)
+end
+local counts = {}
+for s = 0, swarms - 1 do
+  counts[2 * s + 1] = redis.call('ZCOUNT', KEYS[3 * s + 1], '(' .. now, '+inf')
+  counts[2 * s + 2] = redis.call('ZCOUNT', KEYS[3 * s + 3], '(' .. now, '+inf')
+end
+return counts
 `;
 
-export const ANNOUNCE_SHA = createHash('sha1').update(ANNOUNCE_LUA).digest('hex');
+export const ANNOUNCE_BATCH_SHA = createHash('sha1').update(ANNOUNCE_BATCH_LUA).digest('hex');

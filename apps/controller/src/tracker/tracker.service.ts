@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { AnnounceRequest, AnnounceResponse, PeerMessage, ScrapeRequest, ScrapeResponse } from '@shoal/proto';
 import { type LocatedPeer, type Location, PeerIndex } from '@shoal/topology';
 import { TrackerError } from './tracker.errors';
-import { ANNOUNCE_LUA, ANNOUNCE_SHA } from './tracker.scripts';
+import { type SwarmCounts, type SwarmKeys, TrackerStore } from './tracker.store';
 import { validateAnnounce, validateAnnouncer, validateScrape } from './tracker.validation';
 
 export interface TrackerOptions {
@@ -26,16 +26,6 @@ export interface TrackerOptions {
 export interface Announcer {
   agentId: string;
   location: Location;
-}
-
-/** The Redis keys of one swarm; `{hex}` is a hash tag, so one swarm lives in one cluster slot. */
-export interface SwarmKeys {
-  /** ZSET agentId -> expiry (ms since the epoch, the controller clock). */
-  peers: string;
-  /** HASH agentId -> compact JSON {addresses, port, seed, region, zone, site}. */
-  records: string;
-  /** ZSET agentId -> expiry, seeds only (left == 0). */
-  seeds: string;
 }
 
 /** The JSON stored per peer in the records HASH. */
@@ -80,17 +70,16 @@ interface SwarmCache {
   stopped: Map<string, number>;
 }
 
-/** Expired members pruned per announce, at most (bounded work; the rest go on later calls). */
-export const PRUNE_LIMIT = 64;
 /** Idle swarm caches examined for eviction per announce, at most. */
 const EVICT_LIMIT = 4;
 
 /**
  * The tracker: announce and scrape over Redis, with topology-aware peer lists.
  *
- * Writes: every announce is one atomic Lua call (one round trip) that prunes a bounded number
- * of expired members, upserts or removes the announcer, refreshes the keys' PEXPIRE and returns
- * the live seed / peer counts. Any number of controller processes can share one Redis.
+ * Writes: announces are applied by an atomic Lua script that prunes a bounded number of expired
+ * members, upserts or removes each announcer, refreshes the keys' PEXPIRE and returns the live
+ * seed / peer counts; the announces of one event-loop round share one call (TrackerStore). Any
+ * number of controller processes can share one Redis.
  *
  * Reads: the peer list of a swarm is served from an in-memory snapshot of all its live peers
  * (indexed by PeerIndex, so choosing `numwant` peers costs O(numwant), not O(swarm)), read from
@@ -113,7 +102,7 @@ export class TrackerService {
   private readonly snapshotMs: number;
   private readonly idleMs: number;
   private readonly counters = { announces: 0, scrapes: 0, refreshes: 0 };
-  private scriptLoaded = false;
+  private readonly store: TrackerStore;
 
   constructor(
     private readonly redis: Redis,
@@ -125,6 +114,7 @@ export class TrackerService {
     this.ttlMs = Math.ceil(options.peerTtlSeconds * 1000);
     this.snapshotMs = options.snapshotMs ?? 1000;
     this.idleMs = Math.max(this.ttlMs, this.snapshotMs) * 2;
+    this.store = new TrackerStore(redis, (swarm) => this.keys(swarm), this.ttlMs);
   }
 
   /** The Redis keys of a swarm (info-hash as lowercase hex). */
@@ -143,8 +133,8 @@ export class TrackerService {
     this.counters.announces += 1;
     const now = this.clock();
     const record: PeerRecord = { addresses: valid.addresses, port: valid.port, seed: valid.seed, ...location };
-    const write = (): Promise<{ seeders: number; leechers: number }> =>
-      this.writeAnnounce(this.keys(valid.swarm), now, agentId, JSON.stringify(record), valid.seed, valid.stopped);
+    const write = (): Promise<SwarmCounts> =>
+      this.store.write({ swarm: valid.swarm, agentId, now, record: JSON.stringify(record), seed: valid.seed, stopped: valid.stopped });
 
     if (valid.stopped) {
       const cache = this.swarms.get(valid.swarm);
@@ -161,7 +151,7 @@ export class TrackerService {
 
     const cache = this.cacheFor(valid.swarm, now);
     cache.stopped.delete(agentId);
-    let counts: { seeders: number; leechers: number };
+    let counts: SwarmCounts;
     let snapshot: Snapshot;
     try {
       [counts, snapshot] = await Promise.all([write(), this.snapshotOf(valid.swarm, cache, now)]);
@@ -210,35 +200,6 @@ export class TrackerService {
     };
   }
 
-  private async writeAnnounce(
-    keys: SwarmKeys,
-    now: number,
-    agentId: string,
-    record: string,
-    seed: boolean,
-    stopped: boolean,
-  ): Promise<{ seeders: number; leechers: number }> {
-    const args = [keys.peers, keys.records, keys.seeds, now, now + this.ttlMs, this.ttlMs, agentId, record, seed ? '1' : '0', stopped ? '1' : '0', PRUNE_LIMIT];
-    let reply: unknown;
-    if (this.scriptLoaded) {
-      try {
-        reply = await this.redis.evalsha(ANNOUNCE_SHA, 3, ...args);
-      } catch (err) {
-        if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
-        this.scriptLoaded = false; // script cache flushed (restart, failover): EVAL loads it again
-        reply = await this.redis.eval(ANNOUNCE_LUA, 3, ...args);
-      }
-    } else {
-      reply = await this.redis.eval(ANNOUNCE_LUA, 3, ...args);
-      this.scriptLoaded = true;
-    }
-    if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'number') {
-      throw new Error(`unexpected announce script reply ${JSON.stringify(reply)}`);
-    }
-    const [peers, seeders] = reply as [number, number];
-    return { seeders, leechers: Math.max(0, peers - seeders) };
-  }
-
   /** The cache entry of a swarm, created on first use; evicts a few long-idle entries. */
   private cacheFor(swarm: string, now: number): SwarmCache {
     let evicted = 0;
@@ -271,12 +232,7 @@ export class TrackerService {
     const generation = cache.refreshesStarted;
     this.counters.refreshes += 1;
     const fetchedAt = this.clock();
-    const keys = this.keys(swarm);
-    const results = await this.redis.multi().zrangebyscore(keys.peers, `(${fetchedAt}`, '+inf', 'WITHSCORES').hgetall(keys.records).exec();
-    if (!results) throw new Error('snapshot transaction aborted');
-    const [[zerr, flat], [herr, records]] = results as [[Error | null, string[]], [Error | null, Record<string, string>]];
-    if (zerr) throw zerr;
-    if (herr) throw herr;
+    const { peersWithExpiry: flat, records } = await this.store.read(swarm, fetchedAt);
     const peers: SwarmPeer[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const id = flat[i] as string;
