@@ -135,28 +135,46 @@ export function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.Se
     }
     return bytes;
   };
-  // The scalars by hand: protobufjs's fromObject and encode cost more than the peers' bytes.
-  const answerParts = (response: AnnounceResponse): Buffer[] => [
-    protobufFields([
+  // The whole answer in one buffer, the scalars by hand: protobufjs's fromObject and encode cost
+  // more than the peers' bytes. `prefix` is the stream answer's id and announce field key.
+  const answer = (response: AnnounceResponse, id?: number): Buffer => {
+    const entries = response.peers.map(entryOf);
+    let length = 0;
+    for (const entry of entries) length += entry.length;
+    const scalars: [number, number][] = [
       [ANNOUNCE_RESPONSE.intervalSeconds, response.intervalSeconds],
       [ANNOUNCE_RESPONSE.seeders, response.seeders],
       [ANNOUNCE_RESPONSE.leechers, response.leechers],
-    ]),
-    ...response.peers.map(entryOf),
-  ];
+    ];
+    for (const [field, value] of scalars) length += varintLength(field * 8) + varintLength(value);
+    const announceLength = length;
+    if (id !== undefined) {
+      length += varintLength(ANNOUNCE_STREAM_RESPONSE.id * 8) + varintLength(id);
+      length += varintLength(ANNOUNCE_STREAM_RESPONSE.announce * 8 + 2) + varintLength(announceLength);
+    }
+    const out = Buffer.allocUnsafe(length);
+    let at = 0;
+    if (id !== undefined) {
+      at = writeVarint(out, at, ANNOUNCE_STREAM_RESPONSE.id * 8);
+      at = writeVarint(out, at, id);
+      at = writeVarint(out, at, ANNOUNCE_STREAM_RESPONSE.announce * 8 + 2);
+      at = writeVarint(out, at, announceLength);
+    }
+    for (const [field, value] of scalars) at = writeVarint(out, writeVarint(out, at, field * 8), value);
+    for (const entry of entries) {
+      out.set(entry, at);
+      at += entry.length;
+    }
+    return out;
+  };
   return {
     ...service,
-    Announce: { ...announce, responseSerialize: (response: AnnounceResponse) => Buffer.concat(answerParts(response)) },
+    Announce: { ...announce, responseSerialize: (response: AnnounceResponse) => answer(response) },
     AnnounceStream: {
       ...stream,
-      responseSerialize: (message: AnnounceStreamResponse) => {
-        // Errors (rare) take the general path; an answer is its id, then the announce's bytes,
-        // copied once into the message.
-        if (message.status !== 0 || !message.announce) return stream.responseSerialize({ ...message, announce: null });
-        const parts = answerParts(message.announce);
-        const length = parts.reduce((sum, part) => sum + part.length, 0);
-        return Buffer.concat([protobufFields([[ANNOUNCE_STREAM_RESPONSE.id, message.id]], [ANNOUNCE_STREAM_RESPONSE.announce, length]), ...parts]);
-      },
+      // Errors (rare) take the general path.
+      responseSerialize: (message: AnnounceStreamResponse) =>
+        message.status !== 0 || !message.announce ? stream.responseSerialize({ ...message, announce: null }) : answer(message.announce, message.id),
     },
   };
 }
@@ -165,25 +183,18 @@ export function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.Se
 const ANNOUNCE_RESPONSE = { intervalSeconds: 1, seeders: 3, leechers: 4 } as const;
 const ANNOUNCE_STREAM_RESPONSE = { id: 1, announce: 2 } as const;
 
-/**
- * Protobuf bytes of varint fields (non-negative integers below 2^53), optionally followed by the
- * key and length of one length-delimited field whose bytes the caller appends.
- */
-function protobufFields(varints: readonly (readonly [number, number])[], lengthDelimited?: readonly [number, number]): Buffer {
-  const bytes: number[] = [];
-  const varint = (value: number) => {
-    for (; value > 0x7f; value = Math.floor(value / 128)) bytes.push((value % 128) | 0x80);
-    bytes.push(value);
-  };
-  for (const [field, value] of varints) {
-    varint(field * 8);
-    varint(value);
-  }
-  if (lengthDelimited) {
-    varint(lengthDelimited[0] * 8 + 2);
-    varint(lengthDelimited[1]);
-  }
-  return Buffer.from(bytes);
+/** Bytes of a protobuf varint of a non-negative integer below 2^53. */
+function varintLength(value: number): number {
+  let bytes = 1;
+  for (; value > 0x7f; value = Math.floor(value / 128)) bytes += 1;
+  return bytes;
+}
+
+/** Writes a protobuf varint (non-negative integer below 2^53) at `at`; returns the next offset. */
+function writeVarint(out: Buffer, at: number, value: number): number {
+  for (; value > 0x7f; value = Math.floor(value / 128)) out[at++] = (value % 128) | 0x80;
+  out[at++] = value;
+  return at;
 }
 
 /**
