@@ -1,4 +1,5 @@
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -109,6 +110,69 @@ test('an agent with an old revocation list gets the current one at hello; revoca
   } finally {
     watching.client.stop();
     victimSession.client.stop();
+  }
+});
+
+/** A TCP relay whose open connections can go silent: nothing relayed, nothing closed, as on a dead path. */
+async function startRelay(target: string): Promise<{ address: string; silenceOpenConnections(): void; close(): void }> {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  const server = net.createServer((inbound) => {
+    const outbound = net.connect(port, host);
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+    const pair: [net.Socket, net.Socket] = [inbound, outbound];
+    pairs.add(pair);
+    inbound.on('close', () => pairs.delete(pair));
+    for (const socket of pair) socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    silenceOpenConnections: () => {
+      for (const [inbound, outbound] of pairs) {
+        inbound.unpipe(outbound);
+        outbound.unpipe(inbound);
+        inbound.pause();
+        outbound.pause();
+      }
+    },
+    close: () => {
+      server.close();
+      for (const [inbound, outbound] of pairs) {
+        inbound.destroy();
+        outbound.destroy();
+      }
+    },
+  };
+}
+
+test('a control connection gone silent is found by keepalive pings, and the client reconnects', async () => {
+  const agent = await fleet.enroll();
+  const relay = await startRelay(fleet.controller.grpcAddress);
+  const client = new ControlClient({
+    controller: relay.address,
+    identity: () => ({ ...agent, caPem: fleet.caPem }),
+    softwareVersion: 'test',
+    revocationVersion: () => 0,
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+    keepalive: { intervalMs: 200, timeoutMs: 300 },
+  });
+  const events: string[] = [];
+  client.on('connected', () => events.push('connected'));
+  client.on('disconnected', () => events.push('disconnected'));
+  try {
+    client.start();
+    await until(() => events.includes('connected'), 'the first connection');
+    relay.silenceOpenConnections();
+    // Nothing closed the connection: only the unanswered pings can end the stream.
+    await until(() => events.includes('disconnected'), 'the silent connection to be given up', 5000);
+    await until(() => events.filter((e) => e === 'connected').length === 2, 'a new connection', 5000);
+    expect(events.slice(0, 3)).toEqual(['connected', 'disconnected', 'connected']);
+  } finally {
+    client.stop();
+    relay.close();
   }
 });
 

@@ -14,6 +14,33 @@ export interface ControlClientOptions {
   releases?(): ReleaseProgressMessage[];
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Keepalive pings on the connection; see CONTROL_KEEPALIVE. */
+  keepalive?: Keepalive;
+}
+
+export interface Keepalive {
+  /** A ping goes out after this long without one. */
+  intervalMs: number;
+  /** An unanswered ping past this ends the connection, and with it the stream. */
+  timeoutMs: number;
+}
+
+/**
+ * The control stream is quiet for hours when nothing is rolled out, and a connection that dies
+ * without a reset (a controller host lost, a NAT or load balancer dropping idle flows) would
+ * otherwise hold it open forever while commands go nowhere. HTTP/2 pings find that out: within
+ * interval + timeout the stream ends and the client reconnects. The controller does not police
+ * ping rates (grpc-js servers accept them).
+ */
+export const CONTROL_KEEPALIVE: Readonly<Keepalive> = Object.freeze({ intervalMs: 30_000, timeoutMs: 10_000 });
+
+/** gRPC channel options that turn the keepalive on, also while no call is open. */
+export function keepaliveChannelOptions(keepalive: Keepalive): grpc.ChannelOptions {
+  return {
+    'grpc.keepalive_time_ms': keepalive.intervalMs,
+    'grpc.keepalive_timeout_ms': keepalive.timeoutMs,
+    'grpc.keepalive_permit_without_calls': 1,
+  };
 }
 
 /** A stream that stayed up this long resets the backoff. */
@@ -22,6 +49,8 @@ const STABLE_MS = 30_000;
 /**
  * The agent's end of the control stream: keeps one stream open to the controller, reconnecting
  * with exponential backoff (with jitter) when it drops, and turns pushed commands into events.
+ *
+ * A connection gone silent is found by keepalive pings (CONTROL_KEEPALIVE) and replaced.
  *
  * Events: 'command' (ControllerCommand, reply(ok, message)), 'connected', 'disconnected'
  * ({ code, details }), 'rejected' ({ code, details }) when the controller refuses this agent
@@ -61,7 +90,11 @@ export class ControlClient extends EventEmitter {
     if (this.stopped) return;
     const { keyPem, certPem, caPem } = this.options.identity();
     this.client?.close();
-    const client = new (shoalV1().Control)(this.options.controller, grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)));
+    const client = new (shoalV1().Control)(
+      this.options.controller,
+      grpc.credentials.createSsl(Buffer.from(caPem), Buffer.from(keyPem), Buffer.from(certPem)),
+      keepaliveChannelOptions(this.options.keepalive ?? CONTROL_KEEPALIVE),
+    );
     this.client = client;
     const call = (client as unknown as { Stream(): grpc.ClientDuplexStream<AgentReport, ControllerCommand> }).Stream();
     this.call = call;

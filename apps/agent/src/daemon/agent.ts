@@ -14,7 +14,7 @@ import type { Location } from '@shoal/topology';
 import { truncatedInfoHash } from '@shoal/torrent';
 import { NodeFetcher, ReleaseVerifier, type VerifiedRelease } from '@shoal/trust';
 import { AgentBandwidth, type TrafficClass } from '../bandwidth';
-import { ControlClient } from '../control/control-client';
+import { CONTROL_KEEPALIVE, ControlClient, keepaliveChannelOptions } from '../control/control-client';
 import { TrackerClient } from '../control/tracker-client';
 import { DhtService, type PackageDiscovery } from '../dht';
 import { CertificateRenewer } from '../identity/renewer';
@@ -153,7 +153,13 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
 
   const trackerClient = () =>
     new TrackerClient(
-      new (shoalV1().Tracker)(endpoints.grpc, grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem))),
+      // Keepalive as on the control stream: an announce that times out opens a new stream, but
+      // on the same connection, so a dead one must be found by pings to be replaced.
+      new (shoalV1().Tracker)(
+        endpoints.grpc,
+        grpc.credentials.createSsl(Buffer.from(identity.caPem), Buffer.from(identity.keyPem), Buffer.from(identity.certPem)),
+        keepaliveChannelOptions(CONTROL_KEEPALIVE),
+      ),
     );
   let tracker = trackerClient();
 
