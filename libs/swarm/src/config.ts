@@ -4,7 +4,7 @@ import { type PiecePicker, RandomPicker, RarestFirstPicker } from './policies/pi
 import { BandwidthDelayPipeline, FixedPipeline, type PipelinePolicy } from './policies/pipeline';
 import { type PeerRanking, RandomRanking, TopologyRanking } from './policies/ranking';
 import { AnnounceAllSeeding, type SeedingPolicy, SuperSeeding } from './policies/seeding';
-import { FallbackWebseed, NeverWebseed, type WebseedPolicy } from './policies/webseed';
+import { AssistWebseed, FallbackWebseed, NeverWebseed, type WebseedPolicy } from './policies/webseed';
 
 /**
  * The swarm's settings, with their defaults. Policies are chosen by name; the numbers tune them.
@@ -33,8 +33,11 @@ export interface SwarmConfig {
   ranking: 'topology' | 'random';
   /** Share of dialled peers kept for remote sites. */
   remoteShare: number;
-  /** 'fallback' (origin when peers cannot serve) or 'never'. */
-  webseed: 'fallback' | 'never';
+  /**
+   * 'assist' (fallback, and the origin delivers its share of the pieces alongside the seeds),
+   * 'fallback' (origin only when peers cannot serve) or 'never'.
+   */
+  webseed: 'assist' | 'fallback' | 'never';
   /** Origin requests in flight at once for this package. */
   webseedConcurrency: number;
   webseedNoPeersMs: number;
@@ -79,7 +82,9 @@ export const DEFAULT_SWARM_CONFIG: Readonly<SwarmConfig> = Object.freeze({
   revealAhead: 8,
   ranking: 'topology',
   remoteShare: 0.2,
-  webseed: 'fallback',
+  // Measured in the simulator at the lab's scale (64 MiB, 20 Mbit/s, origin capped like a host):
+  // 8 downloaders 27.7 -> 24.0 s, 16: 28.5 -> 27.0 s; origin 0.07 -> 0.48 and 0.17 -> 0.60 copies.
+  webseed: 'assist',
   webseedConcurrency: 4,
   webseedNoPeersMs: 3000,
   webseedUnavailableMs: 5000,
@@ -99,7 +104,7 @@ const CHOICES: { [K in keyof SwarmConfig]?: readonly string[] } = {
   choker: ['tit-for-tat', 'fleet'],
   seeding: ['super-seed', 'announce-all'],
   ranking: ['topology', 'random'],
-  webseed: ['fallback', 'never'],
+  webseed: ['assist', 'fallback', 'never'],
 };
 
 const MINIMA: { [K in keyof SwarmConfig]?: number } = {
@@ -175,6 +180,12 @@ export function swarmConfig(overrides: Partial<SwarmConfig> = {}): SwarmConfig {
   return config;
 }
 
+function webseedPolicy(config: SwarmConfig): WebseedPolicy {
+  const timings = { noPeersMs: config.webseedNoPeersMs, unavailableMs: config.webseedUnavailableMs, slowMs: config.webseedSlowMs };
+  if (config.webseed === 'never') return new NeverWebseed();
+  return config.webseed === 'assist' ? new AssistWebseed(timings) : new FallbackWebseed(timings);
+}
+
 /** The policy objects a config names. */
 export interface SwarmPolicies {
   picker: PiecePicker;
@@ -195,9 +206,6 @@ export function policiesOf(config: SwarmConfig): SwarmPolicies {
     choker: config.choker === 'fleet' ? new FleetChoker() : new TitForTatChoker(),
     seeding: config.seeding === 'announce-all' ? new AnnounceAllSeeding() : new SuperSeeding(config.revealAhead),
     ranking: config.ranking === 'random' ? new RandomRanking() : new TopologyRanking(config.remoteShare),
-    webseed:
-      config.webseed === 'never'
-        ? new NeverWebseed()
-        : new FallbackWebseed({ noPeersMs: config.webseedNoPeersMs, unavailableMs: config.webseedUnavailableMs, slowMs: config.webseedSlowMs }),
+    webseed: webseedPolicy(config),
   };
 }

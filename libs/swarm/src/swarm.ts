@@ -8,6 +8,7 @@ import { SwarmConfigError } from './errors';
 import { BlockState, PieceDownload } from './piece-download';
 import type { PieceSpace } from './piece-space';
 import { RateMeter } from './rate';
+import { inOriginShare } from './policies/webseed';
 
 export interface SwarmOptions {
   space: PieceSpace;
@@ -925,6 +926,7 @@ export class Swarm {
         random: this.random,
         isWanted: (i) => this.have[i] === 0 && !this.pieces.has(i) && !this.webseedInFlight.has(i),
         availability: (i) => (this.availability[i] ?? 0) + hiddenSeeds,
+        announcedBy: (i) => this.availability[i] ?? 0,
         unavailableFor: (i) => ((this.availability[i] ?? 0) + hiddenSeeds > 0 ? 0 : now - (this.unavailableSince[i] as number)),
         isResponsible: (i) => this.responsibleFor(i) === undefined,
         responsibleQuietFor: (i) => {
@@ -975,6 +977,7 @@ export class Swarm {
   /** Super-seeding: keep `revealAhead` pieces revealed to the peer, least-copied first. */
   private revealTo(peer: Peer): void {
     if (!this.superSeeding || !peer.superSeeded || !peer.open) return;
+    const originShares = this.webseedAvailable && this.policies.webseed.sharesWithOrigin;
     while (peer.revealed.size < peer.revealWindow) {
       const index = this.policies.seeding.nextReveal({
         numPieces: this.space.numPieces,
@@ -989,6 +992,7 @@ export class Swarm {
           const stalled = (this.revealedCount[i] ?? 0) - flowing;
           return (this.sentCopies[i] ?? 0) + (this.availability[i] ?? 0) + flowing + stalled / (this.peers.size + 1);
         },
+        deferred: (i) => originShares && inOriginShare(i),
       });
       if (index === undefined) return;
       peer.revealed.set(index, 0);

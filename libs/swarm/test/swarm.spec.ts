@@ -274,6 +274,18 @@ describe('Swarm: super-seeding', () => {
     for (const index of toB) expect(toA).not.toContain(index);
   });
 
+  test('with an origin that shares the work (assist), its pieces are revealed after the others', () => {
+    const rig = new Rig({ pieces: 8, have: 'all', webseed: true, config: { revealAhead: 6, webseed: 'assist' } });
+    rig.peer(1, 'a', { bits: 'none' });
+    const toA = revealed(rig.take(), 1);
+    expect(toA.filter((i) => i % 2 === 0).sort()).toEqual([0, 2, 4, 6]);
+    expect(toA.filter((i) => i % 2 === 1)).toHaveLength(2);
+    // Without an origin there is nothing to defer: the draw decides.
+    const plain = new Rig({ pieces: 8, have: 'all', webseed: false, config: { revealAhead: 4, webseed: 'assist' } });
+    plain.peer(1, 'a', { bits: 'none' });
+    expect(revealed(plain.take(), 1).filter((i) => i % 2 === 1).length).toBeGreaterThan(0);
+  });
+
   test('reveals the least-copied pieces: ones no peer holds and nobody was offered', () => {
     const rig = new Rig({ pieces: 6, have: 'all', config: { revealAhead: 2 } });
     rig.peer(1, 'b', { bits: bitsOf(6, [4, 5]) });
@@ -609,9 +621,9 @@ describe('Swarm: announcing', () => {
 });
 
 describe('Swarm: webseed with a hidden seed', () => {
-  test('a peer the tracker lists as a seed (super-seeding: have-none) keeps the origin idle; once it leaves, the origin fills in', () => {
+  test('fallback: a peer the tracker lists as a seed (super-seeding: have-none) keeps the origin idle; once it leaves, the origin fills in', () => {
     const space = PieceSpace.uniform(8 * 16 * 1024, 16 * 1024);
-    const swarm = new Swarm({ space, have: 'none', selfName: 'self', random: () => 0.5, now: 0, webseed: true });
+    const swarm = new Swarm({ space, have: 'none', selfName: 'self', random: () => 0.5, now: 0, webseed: true, config: { webseed: 'fallback' } });
     swarm.addPeer(1, { name: 'seed', seed: true }, 0);
     swarm.peerOpened(1, { fast: true, reqq: 250 }, 0);
     swarm.peerBitfield(1, 'none', 0);
@@ -620,5 +632,21 @@ describe('Swarm: webseed with a hidden seed', () => {
     swarm.peerClosed(1, 61_000);
     swarm.tick(65_000);
     expect(swarm.takeActions().filter((a) => a.type === 'webseed-fetch').length).toBeGreaterThan(0);
+  });
+
+  test('assist: with a hidden seed connected, the origin is asked for its share only (every other piece)', () => {
+    const space = PieceSpace.uniform(8 * 16 * 1024, 16 * 1024);
+    const swarm = new Swarm({ space, have: 'none', selfName: 'self', random: () => 0.5, now: 0, webseed: true, config: { webseed: 'assist', webseedConcurrency: 8 } });
+    swarm.addPeer(1, { name: 'seed', seed: true }, 0);
+    swarm.peerOpened(1, { fast: true, reqq: 250 }, 0);
+    swarm.peerBitfield(1, 'none', 0);
+    swarm.tick(1000);
+    const fetched = swarm.takeActions().flatMap((a) => (a.type === 'webseed-fetch' ? [a] : []));
+    // The seed wins the rendezvous for some pieces: those it sends; the rest of the share is ours.
+    expect(fetched.length).toBeGreaterThan(0);
+    for (const fetch of fetched) {
+      expect(fetch.index % 2).toBe(1);
+      expect(fetch.reason).toBe('origin-share');
+    }
   });
 });

@@ -1,8 +1,9 @@
 import fc from 'fast-check';
-import { FallbackWebseed, type FallbackTimings, NeverWebseed, policiesOf, type SwarmConfig, swarmConfig, type WebseedPolicy } from '../src';
+import { AssistWebseed, FallbackWebseed, type FallbackTimings, inOriginShare, NeverWebseed, policiesOf, type SwarmConfig, swarmConfig, type WebseedPolicy } from '../src';
 import { arbWebseedCase, describeWebseedCompliance, type WebseedCase, webseedContext } from './compliance/webseed';
 
 const WEBSEEDS: Record<SwarmConfig['webseed'], () => WebseedPolicy> = {
+  assist: () => policiesOf(swarmConfig({ webseed: 'assist' })).webseed,
   fallback: () => policiesOf(swarmConfig({ webseed: 'fallback' })).webseed,
   never: () => policiesOf(swarmConfig({ webseed: 'never' })).webseed,
 };
@@ -30,6 +31,37 @@ function quiet(over: Partial<WebseedCase> = {}): WebseedCase {
 }
 
 const next = (c: WebseedCase, timings = TIMINGS) => new FallbackWebseed(timings).next(webseedContext(c));
+
+describe('AssistWebseed', () => {
+  const assist = (c: WebseedCase) => new AssistWebseed(TIMINGS).next(webseedContext(c));
+  /** Four pieces, all held by a connected super-seed that announced none of them. */
+  const seedOnly = (over: Partial<WebseedCase> = {}) => quiet({ announced: [0, 0, 0, 0], ...over });
+
+  test('the origin share is every other piece', () => {
+    expect([0, 1, 2, 3, 4, 5].map(inOriginShare)).toEqual([false, true, false, true, false, true]);
+  });
+
+  test('a piece of the origin share that no peer announced is fetched at once by its responsible peer, even while a seed holds it', () => {
+    expect(assist(seedOnly({ responsible: [true, false, true, true] }))).toEqual({ index: 3, reason: 'origin-share' });
+    // Pieces outside the origin share are left to the seed; pieces we are not responsible for, to others.
+    expect(assist(seedOnly({ responsible: [true, false, true, false] }))).toBeUndefined();
+    // Announced by a peer: it comes from that peer.
+    expect(assist(seedOnly({ responsible: [true, true, true, true], announced: [0, 1, 0, 1] }))).toBeUndefined();
+    expect(assist(seedOnly({ responsible: [true, true, true, true], announced: [0, 1, 0, 1], wanted: [true, false, true, true] }))).toBeUndefined();
+  });
+
+  test('the fallback reasons keep their precedence, and alone it waits noPeersMs like fallback', () => {
+    const unavailable = quiet({ availability: [1, 0, 1, 0], announced: [0, 0, 0, 0], responsible: [false, false, false, true] });
+    expect(assist(unavailable)).toEqual({ index: 3, reason: 'piece-unavailable' });
+    const alone = quiet({ availability: [0, 0, 0, 0], announced: [0, 0, 0, 0], connectedPeers: 0, responsible: [true, true, true, true], unavailableFor: [9e9, 9e9, 9e9, 9e9] });
+    expect(assist({ ...alone, peerlessFor: TIMINGS.noPeersMs - 1 })).toBeUndefined();
+    expect(assist({ ...alone, peerlessFor: TIMINGS.noPeersMs })).toEqual({ index: 0, reason: 'no-peers' });
+  });
+
+  test('only assist shares with the origin', () => {
+    expect(Object.fromEntries(Object.entries(WEBSEEDS).map(([name, make]) => [name, make().sharesWithOrigin]))).toEqual({ assist: true, fallback: false, never: false });
+  });
+});
 
 describe('FallbackWebseed', () => {
   test('peers first: nothing while they hold every wanted piece', () => {

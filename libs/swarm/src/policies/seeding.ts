@@ -11,6 +11,8 @@ export interface RevealContext {
   isExcluded(index: number): boolean;
   /** Copies the swarm is known to hold or to be receiving from us: our sends + peers announcing it. */
   copies(index: number): number;
+  /** The origin is expected to deliver it (its share, see inOriginShare): offer it after the others. */
+  deferred(index: number): boolean;
   random(): number;
 }
 
@@ -39,7 +41,13 @@ export class AnnounceAllSeeding implements SeedingPolicy {
   }
 }
 
-/** The least-copied piece the peer lacks, if the swarm has less than a copy of it; ties broken from a random start. */
+/**
+ * The least-copied piece the peer lacks, if the swarm has less than a copy of it; a piece the
+ * origin is expected to deliver ranks as half a copy more, so it goes after the pieces nobody has
+ * that the origin does not deliver. Ties broken from a random start.
+ */
+const DEFERRED_COPIES = 0.5;
+
 export class SuperSeeding implements SeedingPolicy {
   readonly name = 'super-seed';
   readonly reveals = true;
@@ -49,17 +57,19 @@ export class SuperSeeding implements SeedingPolicy {
     const n = ctx.numPieces;
     const start = Math.min(n - 1, Math.floor(ctx.random() * n));
     let best: number | undefined;
-    let bestCopies = Infinity;
+    let bestRank = Infinity;
     for (let k = 0; k < n; k++) {
       const index = start + k < n ? start + k : start + k - n;
       if (ctx.isExcluded(index)) continue;
       const copies = ctx.copies(index);
-      if (copies < bestCopies) {
+      if (copies >= 1) continue;
+      const rank = copies + (ctx.deferred(index) ? DEFERRED_COPIES : 0);
+      if (rank < bestRank) {
         best = index;
-        bestCopies = copies;
-        if (copies === 0) break;
+        bestRank = rank;
+        if (rank === 0) break;
       }
     }
-    return bestCopies < 1 ? best : undefined;
+    return best;
   }
 }

@@ -2,15 +2,17 @@
  * When to fetch a piece from the webseed (BEP 19 origin) instead of waiting for peers, and which.
  * Every decision carries its reason; the adapter counts them in metrics.
  */
-export type WebseedReason = 'no-peers' | 'piece-unavailable' | 'slow-peers';
+export type WebseedReason = 'no-peers' | 'piece-unavailable' | 'slow-peers' | 'origin-share';
 
 export interface WebseedContext {
   readonly now: number;
   readonly numPieces: number;
   /** We lack it and nobody (peer or webseed) is fetching it. */
   isWanted(index: number): boolean;
-  /** Connected peers that announced it. */
+  /** Connected peers that hold it: those that announced it, and seeds (also super-seeds, which announce little). */
   availability(index: number): number;
+  /** Connected peers that announced it: a super-seed counts only for the pieces it revealed to us. */
+  announcedBy(index: number): number;
   /** How long (ms) the piece has been wanted with no connected peer holding it (0: a peer has it). */
   unavailableFor(index: number): number;
   /**
@@ -45,11 +47,26 @@ export interface WebseedDecision {
 
 export interface WebseedPolicy {
   readonly name: string;
+  /**
+   * The origin is asked for its share of the pieces (inOriginShare) alongside the peers, so
+   * seeds offer those pieces last.
+   */
+  readonly sharesWithOrigin: boolean;
   next(ctx: WebseedContext): WebseedDecision | undefined;
+}
+
+/**
+ * The pieces the origin is asked for first when it shares the work with seeds: every other
+ * piece, so that both halves spread over the whole package. A rule every host computes alike,
+ * so seeds and downloaders agree on it without a word.
+ */
+export function inOriginShare(index: number): boolean {
+  return index % 2 === 1;
 }
 
 export class NeverWebseed implements WebseedPolicy {
   readonly name = 'never';
+  readonly sharesWithOrigin = false;
   next(): WebseedDecision | undefined {
     return undefined;
   }
@@ -73,6 +90,7 @@ export interface FallbackTimings {
  */
 export class FallbackWebseed implements WebseedPolicy {
   readonly name = 'fallback';
+  readonly sharesWithOrigin = false;
   constructor(private readonly timings: FallbackTimings) {}
 
   next(ctx: WebseedContext): WebseedDecision | undefined {
@@ -101,6 +119,36 @@ export class FallbackWebseed implements WebseedPolicy {
     if (rarest === undefined) return undefined;
     if (!withPeers && ctx.peerlessFor !== undefined && ctx.peerlessFor >= this.timings.noPeersMs) return { index: rarest, reason: 'no-peers' };
     if (ctx.slowFor !== undefined && ctx.slowFor >= this.timings.slowMs) return { index: rarest, reason: 'slow-peers' };
+    return undefined;
+  }
+}
+
+/**
+ * The origin as a second source next to the seeds: everything FallbackWebseed does, and also,
+ * while peers are connected, a piece of the origin's share (inOriginShare) that no peer has
+ * announced and whose rendezvous hash names us. Seeds offer the origin's share last, so the
+ * seed and the origin each send their own half first and meet at the end: on 20 Mbit/s links
+ * with the origin capped like one more host, the swarm finishes sooner than the seed alone could
+ * send one copy, for about half a copy from the origin. 'fallback' spends less of the origin.
+ */
+export class AssistWebseed implements WebseedPolicy {
+  readonly name = 'assist';
+  readonly sharesWithOrigin = true;
+  private readonly fallback: FallbackWebseed;
+
+  constructor(timings: FallbackTimings) {
+    this.fallback = new FallbackWebseed(timings);
+  }
+
+  next(ctx: WebseedContext): WebseedDecision | undefined {
+    const fallback = this.fallback.next(ctx);
+    if (fallback || ctx.connectedPeers === 0) return fallback;
+    const n = ctx.numPieces;
+    const start = Math.min(n - 1, Math.floor(ctx.random() * n));
+    for (let k = 0; k < n; k++) {
+      const index = start + k < n ? start + k : start + k - n;
+      if (inOriginShare(index) && ctx.isWanted(index) && ctx.announcedBy(index) === 0 && ctx.isResponsible(index)) return { index, reason: 'origin-share' };
+    }
     return undefined;
   }
 }

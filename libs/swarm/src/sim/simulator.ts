@@ -437,7 +437,8 @@ export class Simulator {
       config: o.swarm,
       random: host.random,
       now: this.now,
-      webseed: this.origin !== undefined && host.role !== 'seed',
+      // Seeds fetch nothing, but knowing the package has an origin they offer its share last.
+      webseed: this.origin !== undefined,
     });
     this.present.push(host);
     // The tracker answers after a round trip; the first tick comes at a random phase.

@@ -5,19 +5,29 @@ import { cycling, DRAW } from '../support';
 export interface RevealCase {
   excluded: boolean[];
   copies: number[];
+  /** The origin is expected to deliver it (default: none is). */
+  deferred?: boolean[];
   draws: number[];
 }
 
 export const arbRevealCase: fc.Arbitrary<RevealCase> = fc.integer({ min: 1, max: 48 }).chain((n) =>
   fc.record({
     excluded: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
-    copies: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: n, maxLength: n }),
+    // Fractions: pieces revealed only to choked peers count part of a copy.
+    copies: fc.array(fc.oneof(fc.integer({ min: 0, max: 6 }), fc.double({ min: 0, max: 2, noNaN: true })), { minLength: n, maxLength: n }),
+    deferred: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
     draws: fc.array(fc.double(DRAW), { minLength: 1, maxLength: 4 }),
   }),
 );
 
 export function revealContext(c: RevealCase): RevealContext {
-  return { numPieces: c.excluded.length, isExcluded: (i) => c.excluded[i] === true, copies: (i) => c.copies[i] ?? 0, random: cycling(c.draws) };
+  return {
+    numPieces: c.excluded.length,
+    isExcluded: (i) => c.excluded[i] === true,
+    copies: (i) => c.copies[i] ?? 0,
+    deferred: (i) => c.deferred?.[i] === true,
+    random: cycling(c.draws),
+  };
 }
 
 /** The contract every SeedingPolicy keeps. */

@@ -5,6 +5,8 @@ import { cycling, DRAW } from '../support';
 export interface WebseedCase {
   wanted: boolean[];
   availability: number[];
+  /** Peers that announced it (default: all that hold it); fewer when a super-seed holds it unannounced. */
+  announced?: number[];
   responsible: boolean[];
   unavailableFor: number[];
   /** How long each piece's responsible peer has announced nothing new. */
@@ -27,6 +29,7 @@ export const arbWebseedCase: fc.Arbitrary<WebseedCase> = fc.integer({ min: 1, ma
     .record({
       wanted: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
       availability: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: n, maxLength: n }),
+      hiddenBySeed: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
       responsible: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
       unavailableFor: fc.array(arbMs, { minLength: n, maxLength: n }),
       quietFor: fc.array(arbMs, { minLength: n, maxLength: n }),
@@ -36,13 +39,16 @@ export const arbWebseedCase: fc.Arbitrary<WebseedCase> = fc.integer({ min: 1, ma
       slowFor: fc.option(arbMs, { nil: undefined }),
       draws: fc.array(fc.double(DRAW), { minLength: 1, maxLength: 4 }),
     })
-    .map((c) => {
+    .map(({ hiddenBySeed, ...c }) => {
       const availability = c.availability.map((a) => Math.min(a, c.connectedPeers));
+      // A super-seed counts as holding every piece, but announced only some.
+      const announced = availability.map((a, i) => (hiddenBySeed[i] && a > 0 ? a - 1 : a));
       const unavailableFor = c.unavailableFor.map((ms, i) => (availability[i] === 0 ? ms : 0));
       const holding = c.wanted.some((w, i) => w && (availability[i] ?? 0) > 0);
       return {
         ...c,
         availability,
+        announced,
         unavailableFor,
         peerlessFor: holding ? undefined : c.peerlessFor,
         slowFor: c.connectedPeers === 0 ? undefined : c.slowFor,
@@ -56,6 +62,7 @@ export function webseedContext(c: WebseedCase, now = 1_000_000): WebseedContext 
     numPieces: c.wanted.length,
     isWanted: (i) => c.wanted[i] === true,
     availability: (i) => c.availability[i] ?? 0,
+    announcedBy: (i) => (c.announced ?? c.availability)[i] ?? 0,
     unavailableFor: (i) => c.unavailableFor[i] ?? 0,
     isResponsible: (i) => c.responsible[i] === true,
     responsibleQuietFor: (i) => (c.responsible[i] === true ? 0 : (c.quietFor[i] ?? 0)),
@@ -76,7 +83,7 @@ export function describeWebseedCompliance(label: string, make: () => WebseedPoli
           const got = make().next(webseedContext(c));
           if (got === undefined) return;
           expect(c.wanted[got.index]).toBe(true);
-          expect(['no-peers', 'piece-unavailable', 'slow-peers']).toContain(got.reason);
+          expect(['no-peers', 'piece-unavailable', 'slow-peers', 'origin-share']).toContain(got.reason);
         }),
       );
     });
@@ -89,10 +96,17 @@ export function describeWebseedCompliance(label: string, make: () => WebseedPoli
       );
     });
 
-    test('never uses the origin while peers hold everything wanted and deliver', () => {
+    test('never uses the origin while peers have announced everything wanted and deliver', () => {
       fc.assert(
         fc.property(arbWebseedCase, (c) => {
-          const served = { ...c, connectedPeers: Math.max(1, c.connectedPeers), availability: c.availability.map(() => 1), peerlessFor: undefined, slowFor: undefined };
+          const served = {
+            ...c,
+            connectedPeers: Math.max(1, c.connectedPeers),
+            availability: c.availability.map(() => 1),
+            announced: c.availability.map(() => 1),
+            peerlessFor: undefined,
+            slowFor: undefined,
+          };
           expect(make().next(webseedContext({ ...served, unavailableFor: served.availability.map(() => 0) }))).toBeUndefined();
         }),
       );
