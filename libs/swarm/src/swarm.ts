@@ -920,6 +920,7 @@ export class Swarm {
         now,
         numPieces: this.space.numPieces,
         connectedPeers: open,
+        inFlight: this.webseedInFlight.size,
         peerlessFor: this.peerlessSince === undefined ? undefined : now - this.peerlessSince,
         peerRate,
         slowFor: this.slowSince === undefined ? undefined : now - this.slowSince,

@@ -58,6 +58,15 @@ describe('AssistWebseed', () => {
     expect(assist({ ...alone, peerlessFor: TIMINGS.noPeersMs })).toEqual({ index: 0, reason: 'no-peers' });
   });
 
+  test('with peers connected, one fetch at a time (slow peers excepted); alone, as many as the swarm allows', () => {
+    const busy = seedOnly({ responsible: [true, true, true, true], inFlight: 1 });
+    expect(assist(busy)).toBeUndefined();
+    expect(assist({ ...busy, availability: [1, 0, 1, 0], announced: [0, 0, 0, 0] })).toBeUndefined();
+    expect(assist({ ...busy, peerRate: 10, slowFor: TIMINGS.slowMs })).toMatchObject({ reason: 'slow-peers' });
+    const alone = quiet({ availability: [0, 0, 0, 0], announced: [0, 0, 0, 0], connectedPeers: 0, responsible: [true, true, true, true], unavailableFor: [9e9, 9e9, 9e9, 9e9], inFlight: 3 });
+    expect(assist({ ...alone, peerlessFor: TIMINGS.noPeersMs })).toEqual({ index: 0, reason: 'no-peers' });
+  });
+
   test('only assist shares with the origin', () => {
     expect(Object.fromEntries(Object.entries(WEBSEEDS).map(([name, make]) => [name, make().sharesWithOrigin]))).toEqual({ assist: true, fallback: false, never: false });
   });

@@ -28,6 +28,8 @@ export interface WebseedContext {
   responsibleQuietFor(index: number): number;
   /** Peers connected (handshake done). */
   readonly connectedPeers: number;
+  /** Our origin fetches in flight. */
+  readonly inFlight: number;
   /**
    * How long (ms) no connected peer has held a piece we want; undefined while some peer holds
    * one (0 would read as "peerless since now" to a policy waiting 0 ms).
@@ -127,10 +129,19 @@ export class FallbackWebseed implements WebseedPolicy {
  * The origin as a second source next to the seeds: everything FallbackWebseed does, and also,
  * while peers are connected, a piece of the origin's share (inOriginShare) that no peer has
  * announced and whose rendezvous hash names us. Seeds offer the origin's share last, so the
- * seed and the origin each send their own half first and meet at the end: on 20 Mbit/s links
+ * seed and the origin each send their own half first and meet at the end. While peers are
+ * connected it keeps one fetch in flight (slow peers excepted). On 20 Mbit/s links
  * with the origin capped like one more host, the swarm finishes sooner than the seed alone could
  * send one copy, for about half a copy from the origin. 'fallback' spends less of the origin.
  */
+/**
+ * Origin fetches per host at once while peers are connected (alone, or with slow peers, it is
+ * webseedConcurrency). The origin's uplink is shared by every host fetching from it: one piece
+ * each completes, and is announced, soonest, so that fewer are also sent by a seed done with its
+ * own pieces. Simulator at the lab's scale, 16 downloaders: 26.9 s with 4 at once, 26.1 s with 1.
+ */
+const SHARED_FETCHES_AT_ONCE = 1;
+
 export class AssistWebseed implements WebseedPolicy {
   readonly name = 'assist';
   readonly sharesWithOrigin = true;
@@ -141,6 +152,11 @@ export class AssistWebseed implements WebseedPolicy {
   }
 
   next(ctx: WebseedContext): WebseedDecision | undefined {
+    if (ctx.connectedPeers > 0 && ctx.inFlight >= SHARED_FETCHES_AT_ONCE) {
+      // Sharing the origin with peers: one piece at a time, unless the peers are slow.
+      const fallback = this.fallback.next(ctx);
+      return fallback?.reason === 'slow-peers' ? fallback : undefined;
+    }
     const fallback = this.fallback.next(ctx);
     if (fallback || ctx.connectedPeers === 0) return fallback;
     const n = ctx.numPieces;

@@ -12,6 +12,8 @@ export interface WebseedCase {
   /** How long each piece's responsible peer has announced nothing new. */
   quietFor: number[];
   connectedPeers: number;
+  /** Our origin fetches in flight (default 0). */
+  inFlight?: number;
   peerlessFor: number | undefined;
   peerRate: number;
   slowFor: number | undefined;
@@ -67,6 +69,7 @@ export function webseedContext(c: WebseedCase, now = 1_000_000): WebseedContext 
     isResponsible: (i) => c.responsible[i] === true,
     responsibleQuietFor: (i) => (c.responsible[i] === true ? 0 : (c.quietFor[i] ?? 0)),
     connectedPeers: c.connectedPeers,
+    inFlight: c.inFlight ?? 0,
     peerlessFor: c.peerlessFor,
     peerRate: c.peerRate,
     slowFor: c.slowFor,
