@@ -39,6 +39,13 @@ const REJOIN_INTERVAL_MS = 60_000;
 const PROBE_AGAIN_AFTER_MS = 60_000;
 /** Bootstrap endpoints dialled at once from one tracker answer or the configured list. */
 const MAX_PROBES_AT_ONCE = 16;
+/**
+ * Tracker peers are dialled as bootstrap nodes this long after they were learnt. They are the
+ * peers a package's transfer connects to at that very moment, and every TLS handshake costs two
+ * RSA signatures of CPU; the DHT, which matters when the controller cannot answer, joins a few
+ * seconds later without taking its share of the start.
+ */
+const LEARN_DELAY_MS = 5000;
 /** Open DHT connections, both directions: a lookup touches about 13 nodes, an announce k more. */
 const MAX_CONNECTIONS = 64;
 /** Queries in flight on one connection (alpha = 3 per lookup; a few lookups and an announce at once). */
@@ -127,6 +134,9 @@ export class DhtService {
   /** Bootstrap endpoints dialled lately (host:port -> when), so tracker answers do not redial them. */
   private readonly probed = new Map<string, number>();
   private deadlineTimer: NodeJS.Timeout | undefined;
+  /** Tracker peers waiting for LEARN_DELAY_MS before they are probed. */
+  private learnt = new Map<string, HostPort>();
+  private learnTimer: NodeJS.Timeout | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private saving: Promise<void> = Promise.resolve();
   private closed = false;
@@ -182,11 +192,20 @@ export class DhtService {
 
   /**
    * Peers the tracker returned run a DHT node on the same port: the controller's node list. While
-   * the table is short of k nodes, those not dialled lately are dialled and joined through.
+   * the table is short of k nodes, those not dialled lately are dialled and joined through,
+   * LEARN_DELAY_MS after they were learnt.
    */
   learnEndpoints(endpoints: readonly HostPort[]): void {
     if (this.closed || this.node.table.size >= this.node.config.k) return;
-    void this.probe(endpoints);
+    for (const e of endpoints) if (this.learnt.size < MAX_PROBES_AT_ONCE) this.learnt.set(`${e.host}:${e.port}`, e);
+    if (this.learnTimer) return;
+    this.learnTimer = setTimeout(() => {
+      this.learnTimer = undefined;
+      const learnt = [...this.learnt.values()];
+      this.learnt.clear();
+      if (!this.closed && this.node.table.size < this.node.config.k) void this.probe(learnt);
+    }, LEARN_DELAY_MS);
+    this.learnTimer.unref();
   }
 
   /**
@@ -261,6 +280,7 @@ export class DhtService {
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.deadlineTimer);
+    clearTimeout(this.learnTimer);
     for (const tracked of this.tracked.values()) stopTimers(tracked);
     for (const link of this.links) link.close();
   }
