@@ -12,7 +12,8 @@ import { AnnounceError, TrackerClient } from '../src/control/tracker-client';
 let fleet: TestFleet;
 
 beforeAll(async () => {
-  fleet = await startTestFleet(9, 'control');
+  // Pings every second from the controller: the silent-connection test waits for them.
+  fleet = await startTestFleet(9, 'control', { SHOAL_GRPC_KEEPALIVE: '1' });
 }, 60_000);
 
 afterAll(async () => {
@@ -170,6 +171,34 @@ test('a control connection gone silent is found by keepalive pings, and the clie
     await until(() => events.includes('disconnected'), 'the silent connection to be given up', 5000);
     await until(() => events.filter((e) => e === 'connected').length === 2, 'a new connection', 5000);
     expect(events.slice(0, 3)).toEqual(['connected', 'disconnected', 'connected']);
+  } finally {
+    client.stop();
+    relay.close();
+  }
+});
+
+test('the controller forgets a control stream whose connection went silent (its pings go unanswered)', async () => {
+  const agent = await fleet.enroll();
+  const relay = await startRelay(fleet.controller.grpcAddress);
+  const client = new ControlClient({ controller: relay.address, identity: () => ({ ...agent, caPem: fleet.caPem }), softwareVersion: 'test', revocationVersion: () => 0 });
+  const streamOpen = async () => {
+    const agents = await fleet.rest<{ id: string; controlStream: boolean }[]>('GET', '/v1/agents');
+    return agents.body.find((a) => a.id === agent.agentId)?.controlStream;
+  };
+  try {
+    await new Promise<void>((resolve) => {
+      client.once('connected', () => resolve());
+      client.start();
+    });
+    expect(await streamOpen()).toBe(true);
+    relay.silenceOpenConnections();
+    // The client's goodbye cannot reach the controller either: only the controller's pings tell.
+    client.stop();
+    const deadline = Date.now() + 10_000;
+    while ((await streamOpen()) !== false) {
+      if (Date.now() > deadline) throw new Error('the controller still lists the silent control stream');
+      await new Promise((r) => setTimeout(r, 100));
+    }
   } finally {
     client.stop();
     relay.close();

@@ -138,7 +138,7 @@ export async function startController(config: ControllerConfig): Promise<Running
           if (err) log.error({ method, err }, 'gRPC call failed');
         },
       },
-      { mtls: config.grpcListen, enroll: config.enrollListen },
+      { mtls: config.grpcListen, enroll: config.enrollListen, keepaliveSeconds: config.grpcKeepaliveSeconds },
     );
     closers.push(() => grpc.close());
     enrollment.setGrpcEndpoint(`${hostForUrl(config.publicHost)}:${grpc.mtlsPort}`);

@@ -14,6 +14,7 @@ export interface ControllerConfig {
   redisUrl: string;
   restListen: HostPort;
   grpcListen: HostPort;
+  grpcKeepaliveSeconds: number;
   enrollListen: HostPort;
   publicHost: string;
   agentCertLifetimeSeconds: number;
@@ -34,6 +35,12 @@ export const SCHEMA: Schema<ControllerConfig> = {
   redisUrl: { env: 'REDIS_URL', doc: 'Redis holding tokens, the fleet registry and swarms', default: 'redis://127.0.0.1:6379', parse: text },
   restListen: { env: 'SHOAL_REST_LISTEN', doc: 'HTTPS admin API, TUF repository, health and metrics', default: { host: '127.0.0.1', port: 7443 }, parse: parseHostPort },
   grpcListen: { env: 'SHOAL_GRPC_LISTEN', doc: 'mutual-TLS gRPC for agents (identity, tracker)', default: { host: '127.0.0.1', port: 7444 }, parse: parseHostPort },
+  grpcKeepaliveSeconds: {
+    env: 'SHOAL_GRPC_KEEPALIVE',
+    doc: 'agent connections are pinged this often; one that leaves a ping unanswered for a third of it (at least 1 s) is closed, and its control stream with it',
+    default: 60,
+    parse: integer(1, 3600),
+  },
   enrollListen: { env: 'SHOAL_ENROLL_LISTEN', doc: 'server-authenticated TLS gRPC for enrollment', default: { host: '127.0.0.1', port: 7445 }, parse: parseHostPort },
   publicHost: { env: 'SHOAL_PUBLIC_HOST', doc: 'host name or address agents use to reach this controller (in its certificate)', default: '127.0.0.1', parse: text },
   agentCertLifetimeSeconds: { env: 'SHOAL_AGENT_CERT_LIFETIME', doc: 'agent certificate lifetime; agents renew at half-life', default: 86_400, parse: integer(300, 30 * 86_400) },

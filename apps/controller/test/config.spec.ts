@@ -31,6 +31,7 @@ describe('controller configuration', () => {
         env: {
           SHOAL_DATA_DIR: '/d',
           SHOAL_REST_LISTEN: 'nowhere',
+          SHOAL_GRPC_KEEPALIVE: '0',
           SHOAL_TRACKER_REMOTE_SHARE: '1.5',
           SHOAL_TRACKER_INTERVAL: 'soon',
           SHOAL_LOG_LEVEL: 'loud',
@@ -40,6 +41,7 @@ describe('controller configuration', () => {
     );
     expect(problems).toEqual([
       'restListen (SHOAL_REST_LISTEN): must be host:port (e.g. 127.0.0.1:7443 or [::1]:7443; port 0 picks a free one), got "nowhere"',
+      'grpcKeepaliveSeconds (SHOAL_GRPC_KEEPALIVE): must be an integer from 1 to 3600, got "0"',
       'agentCertLifetimeSeconds (SHOAL_AGENT_CERT_LIFETIME): must be an integer from 300 to 2592000, got "10"',
       'trackerIntervalSeconds (SHOAL_TRACKER_INTERVAL): must be an integer from 1 to 3600, got "soon"',
       'trackerRemoteShare (SHOAL_TRACKER_REMOTE_SHARE): must be a number from 0 to 1, got "1.5"',

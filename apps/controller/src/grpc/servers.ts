@@ -51,7 +51,7 @@ export interface RunningGrpc {
  * and everything else over mutual TLS, where grpc-js refuses any client certificate the fleet
  * CA did not sign (and expired ones) in the handshake; revocation is checked on every call.
  */
-export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort; enroll: HostPort }): Promise<RunningGrpc> {
+export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort; enroll: HostPort; keepaliveSeconds: number }): Promise<RunningGrpc> {
   const v1 = shoalV1();
   // Channelz (grpc-js's call statistics for its admin service, which Shoal does not serve) cost
   // about 12 % of a no-op unary call's server CPU under the tracker benchmark's load.
@@ -69,7 +69,14 @@ export async function startGrpc(deps: GrpcDependencies, listen: { mtls: HostPort
     Enroll: unaryHandler<EnrollRequest, EnrollResponse>('Enroll', (request, context) => deps.enrollment.enroll(request, context.peerAddress), deps.observe),
   });
 
-  const mtlsServer = new grpc.Server(options);
+  // An agent's control stream is quiet for hours: a connection that died without a reset (host
+  // lost, a NAT or balancer dropping idle flows) would otherwise keep it registered as connected,
+  // and commands sent to it would go nowhere. grpc-js closes a connection whose ping goes unanswered.
+  const mtlsServer = new grpc.Server({
+    ...options,
+    'grpc.keepalive_time_ms': listen.keepaliveSeconds * 1000,
+    'grpc.keepalive_timeout_ms': Math.max(1000, Math.round((listen.keepaliveSeconds * 1000) / 3)),
+  });
   mtlsServer.addService(tolerantService(v1.Identity.service), {
     Renew: unaryHandler<RenewRequest, RenewResponse>('Renew', async (request, context) => deps.enrollment.renew(agent(context).agentId, request), deps.observe),
     GetRevocations: unaryHandler<GetRevocationsRequest, SignedRevocationListMessage>(
