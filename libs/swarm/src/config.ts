@@ -82,8 +82,8 @@ export const DEFAULT_SWARM_CONFIG: Readonly<SwarmConfig> = Object.freeze({
   revealAhead: 8,
   ranking: 'topology',
   remoteShare: 0.2,
-  // Measured in the simulator at the lab's scale (64 MiB, 20 Mbit/s, origin capped like a host):
-  // 8 downloaders 27.7 -> 24.0 s, 16: 28.5 -> 27.0 s; origin 0.07 -> 0.48 and 0.17 -> 0.60 copies.
+  // Against 'fallback' in the simulator at the lab's scale (64 MiB, 20 Mbit/s, origin capped like
+  // a host): 8 downloaders 27.7 -> 23.6 s, 16: 28.5 -> 26.0 s; origin 0.07 -> 0.43 and 0.17 -> 0.50 copies.
   webseed: 'assist',
   webseedConcurrency: 4,
   webseedNoPeersMs: 3000,

@@ -7,8 +7,8 @@ import { type SwarmConfig, type SwarmPolicies, policiesOf, swarmConfig } from '.
 import { SwarmConfigError } from './errors';
 import { BlockState, PieceDownload } from './piece-download';
 import type { PieceSpace } from './piece-space';
-import { RateMeter } from './rate';
 import { inOriginShare } from './policies/webseed';
+import { RateMeter } from './rate';
 
 export interface SwarmOptions {
   space: PieceSpace;

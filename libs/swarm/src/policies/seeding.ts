@@ -41,13 +41,14 @@ export class AnnounceAllSeeding implements SeedingPolicy {
   }
 }
 
+/** How much later than its copies say a piece the origin is expected to deliver is offered. */
+const DEFERRED_COPIES = 0.5;
+
 /**
  * The least-copied piece the peer lacks, if the swarm has less than a copy of it; a piece the
  * origin is expected to deliver ranks as half a copy more, so it goes after the pieces nobody has
  * that the origin does not deliver. Ties broken from a random start.
  */
-const DEFERRED_COPIES = 0.5;
-
 export class SuperSeeding implements SeedingPolicy {
   readonly name = 'super-seed';
   readonly reveals = true;
