@@ -143,7 +143,8 @@ export function withCachedPeerEncoding(service: grpc.ServiceDefinition): grpc.Se
     return bytes;
   };
   // The whole answer in one buffer, the scalars by hand: protobufjs's fromObject and encode cost
-  // more than the peers' bytes. `prefix` is the stream answer's id and announce field key.
+  // more than the peers' bytes. With `id`, it is a stream answer: the id, then the announce as
+  // its length-delimited field.
   const answer = (response: AnnounceResponse, id?: number): Buffer => {
     const entries = response.peers.map(entryOf);
     let length = 0;
