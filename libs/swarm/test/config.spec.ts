@@ -28,7 +28,7 @@ describe('swarmConfig', () => {
       revealAhead: 8,
       ranking: 'topology',
       remoteShare: 0.2,
-      webseed: 'assist',
+      webseed: 'fallback',
       webseedConcurrency: 4,
       webseedNoPeersMs: 3000,
       webseedUnavailableMs: 5000,
@@ -131,7 +131,7 @@ describe('policiesOf', () => {
       choker: 'tit-for-tat',
       seeding: 'super-seed',
       ranking: 'topology',
-      webseed: 'assist',
+      webseed: 'fallback',
     });
   });
 
