@@ -282,7 +282,7 @@ export const shoalAgents: SwarmClientKind = {
   notes: (scenario) => [
     "peers from the controller's tracker (gRPC over mTLS); webseed fallback to the origin (url-list)",
     't0: the fetch commands through the controller; each agent then checks the release with TUF and fetches its metainfo',
-    'completion: the agent\'s "package complete and verified" log line',
+    'first piece: the agent\'s "first piece verified" log line; completion: its "package complete and verified" line',
     ...(scenario.agentEnv ? [`agent environment: ${JSON.stringify(scenario.agentEnv)}`] : []),
   ],
   async start(infra, release, scenario) {
@@ -309,6 +309,7 @@ export const shoalAgents: SwarmClientKind = {
       process: agent.process,
       milestones: (timeoutMs) => ({
         releaseVerified: agent.process.waitForLine((l) => l.includes('release verified with TUF'), timeoutMs).then(logTime),
+        firstPiece: agent.process.waitForLine((l) => l.includes('first piece verified'), timeoutMs).then(logTime),
         complete: agent.process.waitForLine((l) => l.includes('package complete and verified'), timeoutMs).then(logTime),
       }),
       verifiedPieces: async () => (await status(agent).catch(() => undefined))?.verifiedPieces,

@@ -64,6 +64,18 @@ test('agent B fetches a published package from agent A over the peer wire, verif
     app = status(dirB).packages.find((p) => p.name === 'app');
   }
   expect(app.verifiedPieces).toBe(app.totalPieces);
+  // One "first piece verified" line per delivery, before the one that says it is complete (the
+  // log is written asynchronously: wait for the latter).
+  const logsB = (agents[1] as AgentProcess).logs;
+  const completeLine = () => logsB.findIndex((l) => l.includes('package complete and verified'));
+  while (completeLine() < 0) {
+    if (Date.now() > deadline) throw new Error(`B never logged its completion:\n${logsB.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const firstPieceLines = logsB.flatMap((l, at) => (l.includes('first piece verified') ? [at] : []));
+  expect(firstPieceLines).toHaveLength(1);
+  expect(firstPieceLines[0]).toBeLessThan(completeLine());
+  expect(JSON.parse(logsB[firstPieceLines[0] as number] as string)).toMatchObject({ package: 'app@1.0.0' });
   const verified = runShoal(['verify', pkg, app.path as string]);
   expect(verified.stdout).toMatch(/^ok: 3 files/);
   expect(verified.status).toBe(0);
