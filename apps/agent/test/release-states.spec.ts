@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -63,6 +63,28 @@ test('many changes at once coalesce into few writes, the last state winning', as
   await Promise.all(saves);
   const onDisk = JSON.parse(await readFile(path, 'utf8')) as { releases: { verifiedPieces: number }[] };
   expect(onDisk.releases[0]?.verifiedPieces).toBe(199);
+});
+
+test('noted changes stay in memory until the next save: an update or a flush writes them', async () => {
+  const states = await ReleaseStates.load(path, log);
+  await states.update('app', '1.0.0', { phase: 'RELEASE_PHASE_FETCHING', totalPieces: 10 }).saved;
+  const onDisk = async () => (await ReleaseStates.load(path, log)).get('app', '1.0.0');
+  expect(states.note('app', '1.0.0', { verifiedPieces: 3, bytesFromPeers: 100 })).toMatchObject({ verifiedPieces: 3, bytesFromPeers: 100 });
+  expect(states.get('app', '1.0.0')?.verifiedPieces).toBe(3);
+  expect((await onDisk())?.verifiedPieces).toBe(0);
+  // An update saves what was noted before it.
+  states.note('app', '1.0.0', { verifiedPieces: 4 });
+  await states.update('app', '2.0.0', { phase: 'RELEASE_PHASE_FETCHING' }).saved;
+  expect((await onDisk())?.verifiedPieces).toBe(4);
+  // So does a flush (the agent stopping), and only when something is unsaved.
+  states.note('app', '1.0.0', { verifiedPieces: 5 });
+  await states.flush();
+  expect((await onDisk())?.verifiedPieces).toBe(5);
+  // Every save renames a new file over the old one: the same inode means no write.
+  const before = (await stat(path)).ino;
+  await states.flush();
+  expect((await stat(path)).ino).toBe(before);
+  expect(await readdir(dir)).toEqual(['releases.json']);
 });
 
 test('a corrupt, truncated or foreign file is ignored with a warning, never a crash', async () => {

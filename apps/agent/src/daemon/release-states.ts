@@ -58,6 +58,8 @@ export class ReleaseStates {
   /** A write that has not started yet: later changes join it. */
   private queued: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
+  /** Changes made with `note` that no write has taken yet. */
+  private unsaved = false;
 
   private constructor(
     private readonly path: string,
@@ -108,19 +110,39 @@ export class ReleaseStates {
    * change is on disk. A failed save is logged here, so callers that need not wait may ignore it.
    */
   update(name: string, version: string, change: ReleaseStateChange): { state: ReleaseState; saved: Promise<void> } {
+    const state = this.apply(name, version, change);
+    return { state, saved: this.saveLogged() };
+  }
+
+  /**
+   * Applies `change` in memory only: it reaches the disk with the next `update` or `flush`. For
+   * figures a crash may lose a few seconds of (progress counters), so that they cost no disk sync.
+   */
+  note(name: string, version: string, change: ReleaseStateChange): ReleaseState {
+    const state = this.apply(name, version, change);
+    this.unsaved = true;
+    return state;
+  }
+
+  /** Resolves once every change made so far, noted ones included, is saved (or failed to be). */
+  flush(): Promise<void> {
+    if (this.unsaved) void this.saveLogged();
+    return this.chain;
+  }
+
+  private apply(name: string, version: string, change: ReleaseStateChange): ReleaseState {
     const key = releaseKey(name, version);
     const state: ReleaseState = { ...(this.states.get(key) ?? blankState(name, version)), ...change, updatedAt: Date.now() };
     if (state.message.length > MAX_MESSAGE_LENGTH) state.message = state.message.slice(-MAX_MESSAGE_LENGTH);
     this.states.set(key, state);
     this.trim();
-    const saved = this.save();
-    saved.catch((err: Error) => this.log.warn({ path: this.path, err: err.message }, 'could not save release states'));
-    return { state, saved };
+    return state;
   }
 
-  /** Resolves once every change made so far is saved (or failed to be). */
-  flush(): Promise<void> {
-    return this.chain;
+  private saveLogged(): Promise<void> {
+    const saved = this.save();
+    saved.catch((err: Error) => this.log.warn({ path: this.path, err: err.message }, 'could not save release states'));
+    return saved;
   }
 
   private save(): Promise<void> {
@@ -135,6 +157,7 @@ export class ReleaseStates {
   }
 
   private async write(): Promise<void> {
+    this.unsaved = false;
     const bytes = JSON.stringify({ version: FILE_VERSION, releases: this.list() });
     const temporary = `${this.path}.${process.pid}.tmp`;
     const file = await open(temporary, 'w', 0o600);
