@@ -424,7 +424,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     if (session.isComplete()) await onComplete().catch(onFinishFailed);
     else {
       session.once('complete', () => void onComplete().catch(onFinishFailed));
-      // Time to first verified byte, the start-up half of a delivery (the lab measures it by this line).
+      // Time to the first verified piece of this session (of the resumed fetch, after a restart): the
+      // start-up half of a delivery, which the lab measures by this line.
       session.once('piece-verified', (index: number) => log.info({ package: `${entry.name}@${entry.version}`, index }, 'first piece verified'));
     }
     const first = await announce(item, 'ANNOUNCE_EVENT_STARTED');
