@@ -55,6 +55,9 @@ export class PeerLink {
   private congestedFlag = false;
   private flushing = false;
   private socketOpen = true;
+  /** Frames waiting for the end of this event-loop turn, written then as one corked batch. */
+  private unsent: Buffer[] = [];
+  private writeScheduled = false;
 
   constructor(
     readonly id: number,
@@ -134,7 +137,7 @@ export class PeerLink {
       for (;;) {
         const { outgoing, events } = this.conn.drain();
         if (outgoing.length === 0 && events.length === 0) break;
-        if (outgoing.length > 0 && this.socketOpen) this.write(outgoing);
+        if (outgoing.length > 0 && this.socketOpen) this.queue(outgoing);
         for (const event of events) {
           this.guarded(() => this.hooks.event(this, event));
           if (event.type === 'closed') this.shutdown(event.reason);
@@ -143,6 +146,25 @@ export class PeerLink {
     } finally {
       this.flushing = false;
     }
+  }
+
+  /**
+   * Writes are held to the end of the event-loop turn: a TLS socket encrypts and sends each
+   * write as its own record and syscall, and a downloader answering every arriving block with a
+   * request would otherwise make one tiny record per 16 KiB block, on both ends of the link.
+   */
+  private queue(frames: Buffer[]): void {
+    for (const frame of frames) this.unsent.push(frame);
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    setImmediate(() => this.writeUnsent());
+  }
+
+  private writeUnsent(): void {
+    this.writeScheduled = false;
+    const frames = this.unsent;
+    this.unsent = [];
+    if (frames.length > 0 && this.socketOpen && this.socket.writable) this.write(frames);
   }
 
   private write(frames: Buffer[]): void {
@@ -170,6 +192,7 @@ export class PeerLink {
     if (!this.socketOpen) return;
     const graceful = reason instanceof SessionPeerError && reason.sessionCode !== 'SOCKET_ERROR' && reason.sessionCode !== 'SESSION_INTERNAL';
     if (graceful || reason.code === 'WIRE_PEER_CLOSED') {
+      this.writeUnsent();
       this.socket.end();
       setTimeout(() => this.socket.destroy(), SOCKET_LINGER_MS).unref();
     } else {
