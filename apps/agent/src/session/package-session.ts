@@ -155,10 +155,13 @@ const MAX_BLOCKS_PER_READ = 16;
 /**
  * Bytes of pieces being assembled at once, unless the swarm settings name maxPiecesInFlight:
  * the default piece length grows with the package (about 2,048 pieces), and 32 pieces in flight
- * of a 32 GiB package's 16 MiB pieces would be 512 MiB. 32 MiB keeps 32 pieces up to 1 MiB long
- * (loopback throughput is the same with 8) and never fewer than 2.
+ * of a 32 GiB package's 16 MiB pieces would be 512 MiB. 16 MiB keeps 32 pieces up to 512 KiB long
+ * (packages up to 1 GiB), 8 of a 4 GiB package's 2 MiB pieces, and never fewer than 2. With
+ * 32 MiB, a 4 GiB download's peak RSS reached 198-203 MiB in the agent benchmark (budget 200 MB);
+ * with 16 MiB 181 MiB, at the same throughput (the data path's garbage buffers, up to V8's
+ * external-memory GC trigger, come on top of this).
  */
-const PIECE_ASSEMBLY_BYTES = 32 * 1024 * 1024;
+const PIECE_ASSEMBLY_BYTES = 16 * 1024 * 1024;
 
 function piecesInFlightFor(pieceLength: number): number {
   return Math.max(2, Math.min(DEFAULT_SWARM_CONFIG.maxPiecesInFlight, Math.floor(PIECE_ASSEMBLY_BYTES / pieceLength)));
