@@ -166,8 +166,6 @@ const PIECE_ASSEMBLY_BYTES = 16 * 1024 * 1024;
 function piecesInFlightFor(pieceLength: number): number {
   return Math.max(2, Math.min(DEFAULT_SWARM_CONFIG.maxPiecesInFlight, Math.floor(PIECE_ASSEMBLY_BYTES / pieceLength)));
 }
-/** Bytes of spare piece buffers kept for reuse: a few pieces' worth (none of pieces above it). */
-const MAX_SPARE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The agent's adapter for one package's swarm: joins admitted TLS sockets (PeerLink +
@@ -216,9 +214,13 @@ export class PackageSession extends EventEmitter {
   /**
    * Full-length piece buffers the store is done with, for the next pieces: a fresh buffer per
    * piece cost page faults on first touch and full garbage collections for the external memory
-   * (together about a tenth of a loopback leech's main thread).
+   * (together about a tenth of a loopback leech's main thread). Up to `piecesInFlight` are kept:
+   * a new piece takes a spare first, so a download allocates no more buffers than it has pieces
+   * in flight and drops none until it completes (then all go).
    */
   private readonly spareBuffers: Buffer[] = [];
+  /** Pieces assembled at once (the swarm's maxPiecesInFlight). */
+  private readonly piecesInFlight: number;
   /** Block-hash requests sent for blame, by piece. */
   private readonly hashRequests = new Map<number, HashRequestHeader>();
   private readonly pending = new Set<Promise<unknown>>();
@@ -271,11 +273,12 @@ export class PackageSession extends EventEmitter {
     const stored = store.have();
     const have = new Uint8Array(this.geometry.numPieces);
     for (let i = 0; i < have.length; i++) have[i] = stored.get(i) ? 1 : 0;
+    this.piecesInFlight = options.swarm?.maxPiecesInFlight ?? piecesInFlightFor(this.geometry.pieceLength);
     this.swarm = new Swarm({
       space: this.geometry.space,
       have,
       selfName: this.selfName,
-      config: { maxPiecesInFlight: piecesInFlightFor(this.geometry.pieceLength), ...options.swarm },
+      config: { ...options.swarm, maxPiecesInFlight: this.piecesInFlight },
       random: options.random ?? Math.random,
       now: this.clock(),
       webseed: this.webseed?.available === true,
@@ -694,7 +697,7 @@ export class PackageSession extends EventEmitter {
 
   /** Keeps a piece buffer the store has settled (it holds no reference once writePiece resolved). */
   private recycle(buffer: Buffer): void {
-    if (buffer.length === this.geometry.pieceLength && (this.spareBuffers.length + 1) * buffer.length <= MAX_SPARE_BYTES) this.spareBuffers.push(buffer);
+    if (buffer.length === this.geometry.pieceLength && this.spareBuffers.length < this.piecesInFlight) this.spareBuffers.push(buffer);
   }
 
   private fetchFromWebseed(index: number, reason: WebseedReason): void {
