@@ -158,7 +158,7 @@ const MAX_BLOCKS_PER_READ = 16;
  * of a 32 GiB package's 16 MiB pieces would be 512 MiB. 16 MiB keeps 32 pieces up to 512 KiB long
  * (packages up to 1 GiB), 8 of a 4 GiB package's 2 MiB pieces, and never fewer than 2. With
  * 32 MiB, a 4 GiB download's peak RSS reached 198-203 MiB in the agent benchmark (budget 200 MB);
- * with 16 MiB 181 MiB, at the same throughput (the data path's garbage buffers, up to V8's
+ * with 16 MiB 181-190 MiB, at the same throughput (the data path's garbage buffers, up to V8's
  * external-memory GC trigger, come on top of this).
  */
 const PIECE_ASSEMBLY_BYTES = 16 * 1024 * 1024;
