@@ -19,6 +19,7 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { withAgentMallocTuning } from '@shoal/config';
 import { type AgentPackageStatus, SHOAL_BIN, agentStatus, runShoal, scratchDir } from '@shoal/testing';
 import type { CommandResult, Lab, LabHost, LabProcess } from './lab';
 
@@ -213,6 +214,8 @@ export async function startShoalLab(lab: Lab): Promise<ShoalLab> {
           // 'agent started' and 'package complete and verified' are info lines.
           SHOAL_LOG_LEVEL: 'info',
           ...spec.env,
+          // As a deployed agent runs (libs/config: AGENT_MALLOC_TUNABLES).
+          GLIBC_TUNABLES: withAgentMallocTuning({ ...process.env, ...spec.env }).GLIBC_TUNABLES,
         },
       });
       const line = await agentProcess.waitForLine((l) => l.includes('agent started'), START_TIMEOUT_MS);

@@ -120,3 +120,5 @@ export function parseHostPort(raw: unknown): HostPort {
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export { AGENT_MALLOC_TUNABLES, agentGlibcTunables, agentMallocTuningAdvice, missingAgentMallocTunables, withAgentMallocTuning } from './malloc-tuning';

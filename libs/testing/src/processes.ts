@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { withAgentMallocTuning } from '@shoal/config';
 
 /** The `shoal` command of this checkout (built by `npm run build`). */
 export const SHOAL_BIN = resolve(__dirname, '..', '..', '..', 'bin', 'shoal.js');
@@ -141,18 +142,11 @@ export interface AgentProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `shoal agent start` as a real process listening on loopback and waits for "agent started". */
+/** Starts `shoal agent start` as a real process listening on loopback, with the agent's malloc tunables, and waits for "agent started". */
 export async function startAgentProcess(options: { dataDir: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; nodeArgs?: string[] }): Promise<AgentProcess> {
-  const started = spawnShoal(
-    ['agent', 'start', '--data-dir', options.dataDir],
-    {
-      SHOAL_PEER_LISTEN: '127.0.0.1:0',
-      SHOAL_ADVERTISE_ADDRESS: '127.0.0.1',
-      SHOAL_LOG_LEVEL: 'info',
-      ...options.env,
-    },
-    options.nodeArgs,
-  );
+  const env = { SHOAL_PEER_LISTEN: '127.0.0.1:0', SHOAL_ADVERTISE_ADDRESS: '127.0.0.1', SHOAL_LOG_LEVEL: 'info', ...options.env };
+  // As a deployed agent runs (libs/config: AGENT_MALLOC_TUNABLES).
+  const started = spawnShoal(['agent', 'start', '--data-dir', options.dataDir], { ...env, GLIBC_TUNABLES: withAgentMallocTuning({ ...process.env, ...env }).GLIBC_TUNABLES }, options.nodeArgs);
   const line = await started.ready<{ agentId: string; peerPort: number }>('agent started', options.timeoutMs ?? 30_000);
   return { process: started.child, dataDir: options.dataDir, agentId: line.agentId, peerPort: line.peerPort, logs: started.logs, stop: started.stop };
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { agentMallocTuningAdvice } from '@shoal/config';
 import { RevocationSet, type SignedRevocationList, verifyRevocationList } from '@shoal/pki';
 import { type AnnounceEvent, type AnnounceResponse, type ControllerCommand, type FetchReleaseMessage, shoalV1 } from '@shoal/proto';
 import { PackageStore, finishedPackagePath, reuseHeldFiles } from '@shoal/store';
@@ -25,6 +26,7 @@ import { PackageSession, type PexMessageEvent, type PexPeersEvent, type WebseedF
 import { WebseedClient } from '../webseed';
 import { Catalog, type CatalogEntry } from './catalog';
 import type { AgentConfig } from './config';
+import { runsOnGlibc } from './heap';
 import { type CommandReply, Deliveries, type DeliveredPackage, FetchCancelledError } from './deliveries';
 import { ReleaseStates, isRolloutId, releaseKey } from './release-states';
 
@@ -603,6 +605,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     releases: deliveries.list().map(({ updatedAt, ...state }) => ({ ...state, updatedAt: new Date(updatedAt).toISOString() })),
   }), metrics.registry);
 
+  const mallocAdvice = agentMallocTuningAdvice(process.env, runsOnGlibc());
+  if (mallocAdvice) log.warn(mallocAdvice);
   log.info({ agentId, fleet, peerPort: address.port, status: config.statusSocket }, 'agent started');
   return {
     agentId,

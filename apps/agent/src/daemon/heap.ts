@@ -33,3 +33,13 @@ export function tuneHeapForStreaming(
   setFlags(flag);
   return flag;
 }
+
+/**
+ * Whether this process runs on glibc (which reads GLIBC_TUNABLES; musl, say, does not). Asks the
+ * diagnostic report's header: a few milliseconds, once at start.
+ */
+export function runsOnGlibc(): boolean {
+  if (process.platform !== 'linux') return false;
+  const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: unknown } }).header;
+  return typeof header?.glibcVersionRuntime === 'string';
+}
