@@ -17,6 +17,7 @@ import {
 } from './handshake';
 import {
   encodeMessage,
+  encodePieceHeader,
   EXTENDED_HANDSHAKE_ID,
   expectedHashCount,
   MAX_PROOF_LAYERS,
@@ -593,8 +594,9 @@ export class PeerConnection {
   }
 
   /**
-   * Serves a queued request. The block is copied once into the frame. False when the request is
-   * no longer queued (cancelled, or dropped by a choke): the caller simply discards the data.
+   * Serves a queued request. The block is not copied: it goes into `outgoing` as given, after its
+   * header, so it must not change until written. False when the request is no longer queued
+   * (cancelled, or dropped by a choke): the caller simply discards the data.
    */
   piece(index: number, begin: number, block: Buffer, now: number): boolean {
     const r = { index, begin, length: block.length };
@@ -724,7 +726,8 @@ export class PeerConnection {
   }
 
   private queue(msg: WireMessage, now: number): void {
-    this.outgoing.push(encodeMessage(msg));
+    if (msg.type === 'piece') this.outgoing.push(encodePieceHeader(msg.index, msg.begin, msg.block.length), msg.block);
+    else this.outgoing.push(encodeMessage(msg));
     this.lastSentAt = Math.max(this.lastSentAt, now);
   }
 

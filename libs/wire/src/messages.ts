@@ -68,7 +68,7 @@ export type HaveMessage = { type: 'have'; index: number };
 /** Raw bitfield bytes, high bit of byte 0 = piece 0 (the decoder checks length and spare bits). */
 export type BitfieldMessage = { type: 'bitfield'; bitfield: Buffer };
 export type RequestMessage = { type: 'request' } & BlockRequest;
-/** `block` is a view into received bytes on decode; on encode it is copied once into the frame. */
+/** `block` is a view into received bytes on decode; Connection sends it as given, after encodePieceHeader. */
 export type PieceMessage = { type: 'piece'; index: number; begin: number; block: Buffer };
 export type CancelMessage = { type: 'cancel' } & BlockRequest;
 /** BEP 5 DHT port. Decoded and reported; Shoal does not send it (its DHT is private). */
@@ -132,8 +132,23 @@ function u32(value: number, field: string): number {
   return value;
 }
 
-function frame(payloadLength: number, id: number): Buffer {
-  const out = Buffer.allocUnsafe(5 + payloadLength);
+/**
+ * The 13 bytes a piece message starts with (length prefix, id, index, begin), for a block of
+ * `blockLength` bytes that follows them on the wire: a sender that writes the block as it is
+ * (Connection does) copies it once less than one building the whole message.
+ */
+export function encodePieceHeader(index: number, begin: number, blockLength: number): Buffer {
+  if (!Number.isInteger(blockLength) || blockLength < 1 || blockLength > BLOCK_SIZE) {
+    throw new WireUsageError(`a piece block must hold 1..${BLOCK_SIZE} bytes, got ${blockLength}`);
+  }
+  const out = frame(8 + blockLength, MessageId.piece, 13);
+  out.writeUInt32BE(u32(index, 'index'), 5);
+  out.writeUInt32BE(u32(begin, 'begin'), 9);
+  return out;
+}
+
+function frame(payloadLength: number, id: number, bytes = 5 + payloadLength): Buffer {
+  const out = Buffer.allocUnsafe(bytes);
   out.writeUInt32BE(1 + payloadLength, 0);
   out[4] = id;
   return out;
@@ -208,17 +223,8 @@ export function encodeMessage(msg: WireMessage): Buffer {
       return writeBlockRequest(MessageId.cancel, msg);
     case 'reject':
       return writeBlockRequest(MessageId.reject, msg);
-    case 'piece': {
-      if (msg.block.length === 0 || msg.block.length > BLOCK_SIZE) {
-        throw new WireUsageError(`a piece block must hold 1..${BLOCK_SIZE} bytes, got ${msg.block.length}`);
-      }
-      // The single copy of the block: header and data share one allocation.
-      const out = frame(8 + msg.block.length, MessageId.piece);
-      out.writeUInt32BE(u32(msg.index, 'index'), 5);
-      out.writeUInt32BE(u32(msg.begin, 'begin'), 9);
-      out.set(msg.block, 13);
-      return out;
-    }
+    case 'piece':
+      return Buffer.concat([encodePieceHeader(msg.index, msg.begin, msg.block.length), msg.block]);
     case 'port': {
       if (!Number.isInteger(msg.port) || msg.port < 0 || msg.port > 0xffff) {
         throw new WireUsageError(`port must be in 0..65535, got ${msg.port}`);

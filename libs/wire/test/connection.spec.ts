@@ -3,6 +3,7 @@ import {
   decodeFrames,
   encodeHandshake,
   encodeMessage,
+  encodePieceHeader,
   PeerConnection,
   WireError,
   WireUsageError,
@@ -319,6 +320,28 @@ describe('PeerConnection: serving requests', () => {
       { index: 1, begin: 0, length: BLOCK_SIZE },
     ]);
     expect(messagesOf(conn.drain().events)).toHaveLength(2); // the duplicate is dropped
+  });
+
+  it('sends a served block as given, after its 13-byte header: no copy, same bytes as encodeMessage', () => {
+    const conn = openConnection({ have: 'all' });
+    conn.unchoke(0);
+    conn.drain();
+    conn.receive(frames(request(1, BLOCK_SIZE, 100)), 0);
+    conn.drain();
+    const data = Buffer.alloc(100, 7);
+    expect(conn.piece(1, BLOCK_SIZE, data, 0)).toBe(true);
+    const { outgoing } = conn.drain();
+    expect(outgoing).toHaveLength(2);
+    expect(outgoing[0]).toEqual(encodePieceHeader(1, BLOCK_SIZE, 100));
+    expect(outgoing[1]).toBe(data);
+    expect(Buffer.concat(outgoing)).toEqual(encodeMessage({ type: 'piece', index: 1, begin: BLOCK_SIZE, block: data }));
+  });
+
+  it('a piece header is refused for an empty or oversized block, or an index past 2^32', () => {
+    expect(() => encodePieceHeader(0, 0, 0)).toThrow(WireUsageError);
+    expect(() => encodePieceHeader(0, 0, BLOCK_SIZE + 1)).toThrow(WireUsageError);
+    expect(() => encodePieceHeader(2 ** 32, 0, 1)).toThrow(WireUsageError);
+    expect(encodePieceHeader(3, 0, BLOCK_SIZE)).toEqual(Buffer.from([0, 0, 0x40, 0x09, 7, 0, 0, 0, 3, 0, 0, 0, 0]));
   });
 
   it('rejects requests for pieces we never announced', () => {
