@@ -460,7 +460,7 @@ export async function createLab(options: LabOptions): Promise<Lab> {
           };
           const timer = setTimeout(() => finish(() => reject(new Error(`${describe()}: no expected output within ${timeoutMs} ms:\n${recent.join('\n')}`))), timeoutMs);
           watchers.add(watch);
-          void exited.then((code) => finish(() => reject(new Error(`${describe()} exited with ${code}:\n${recent.join('\n')}`))));
+          void exited.then((code) => finish(() => reject(new Error(`${describe()} exited with ${code}${child.signalCode ? ` (${child.signalCode})` : ''}:\n${recent.join('\n')}`))));
         }),
       onLine: (listener) => {
         watchers.add(listener);
