@@ -10,8 +10,8 @@
  * threshold, which free() hands back to the kernel; the next allocations fault the same memory in
  * again, page by page (zeroed by the kernel each time). Buffers above the 128 KiB mmap threshold
  * (piece buffers) are fresh mappings every time. In the multi-host lab (16 downloaders) page
- * faults were 13 % of agent CPU; with these settings agent CPU fell by about 14 % there and by
- * 15-20 % per GiB in the loopback agent benchmark, peak RSS unchanged within noise.
+ * faults were 13 % of agent CPU; with these settings agent CPU there fell from 71-74 to 60-67 s,
+ * and by 15-20 % per GiB in the loopback agent benchmark, peak RSS unchanged within noise.
  *
  * - trim_threshold 128 MiB: the heap keeps its free top (an agent's malloc'd memory is bounded by
  *   its buffers in flight, well below this), so freed memory is reused without faults.
