@@ -121,4 +121,4 @@ export function parseHostPort(raw: unknown): HostPort {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export { AGENT_MALLOC_TUNABLES, agentGlibcTunables, agentMallocTuningAdvice, missingAgentMallocTunables, withAgentMallocTuning } from './malloc-tuning';
+export { AGENT_MALLOC_TUNABLES, agentMallocTuningAdvice, missingAgentMallocTunables, withAgentMallocTuning } from './malloc-tuning';

@@ -49,11 +49,6 @@ export function missingAgentMallocTunables(env: NodeJS.ProcessEnv): string[] {
   return Object.keys(AGENT_MALLOC_TUNABLES).filter((name) => !tunables.has(name));
 }
 
-/** The GLIBC_TUNABLES value to give an agent whose environment has none: for messages and docs. */
-export function agentGlibcTunables(): string {
-  return withAgentMallocTuning({}).GLIBC_TUNABLES as string;
-}
-
 /**
  * One line for an agent's log when its environment lacks AGENT_MALLOC_TUNABLES on glibc (other
  * C libraries ignore GLIBC_TUNABLES; nothing to say there), or undefined.
